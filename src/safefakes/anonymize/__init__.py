@@ -1,0 +1,1 @@
+"""The anonymize stage of the safefakes pipeline."""

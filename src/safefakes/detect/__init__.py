@@ -1,0 +1,1 @@
+"""The detect stage of the safefakes pipeline."""

@@ -1,0 +1,1 @@
+"""The evaluate stage of the safefakes pipeline."""

@@ -1,0 +1,1 @@
+"""The plots stage of the safefakes pipeline."""
