@@ -1,0 +1,61 @@
+"""Which face detectors exist and how to build them: one :class:`DetectorSpec` per ``{detector}`` wildcard.
+
+The model contract follows torchvision's detection models:
+
+* ``model.train(); losses = model(images, targets)`` where ``images`` is a list of float32 tensors
+  ``[3, H, W]`` holding RGB in ``[0, 1]`` (sizes may differ; the model normalizes and pads itself) and
+  ``targets`` a list of dicts with ``"boxes"`` (``[N, 4]`` float, ``x1 y1 x2 y2`` pixels) and ``"labels"``
+  (``[N]`` int64, all ones). It returns a dict of scalar loss tensors; training minimizes their sum.
+* ``model.eval(); detections = model(images)`` returns one dict per image with ``"boxes"`` (``[K, 4]``
+  ``x1 y1 x2 y2`` in the input image's pixels), ``"scores"`` (``[K]`` in ``[0, 1]``) and ``"labels"``.
+
+Training-time augmentation is detector specific (DSFD's scale augmentation and data-anchor-sampling,
+TinaFace's random crop), so each spec also builds a :data:`TrainTransform`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from safefakes.common.errors import SafefakesError
+
+#: ``(image RGB uint8 [H, W, 3], boxes float32 [N, 4] x1 y1 x2 y2, rng) -> (image, boxes)``.
+TrainTransform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """How to build one detector from its config section.
+
+    ``build_model`` receives the ``model`` mapping of the detector's hyper-parameters and
+    ``build_train_transform`` the ``augment`` mapping; ``paper_hparams`` is the full set of the
+    paper's values (sections ``model``, ``augment``, ``train``, ``predict``).
+    """
+
+    name: str
+    build_model: Callable[[Mapping[str, Any]], nn.Module]
+    build_train_transform: Callable[[Mapping[str, Any]], TrainTransform]
+    paper_hparams: Mapping[str, Any]
+
+
+#: ``{detector}`` wildcard value -> ``module:attribute`` holding its :class:`DetectorSpec`.
+DETECTOR_SPECS = {
+    "faster_rcnn": "safefakes.detect.faster_rcnn:SPEC",
+    "dsfd": "safefakes.detect.dsfd:SPEC",
+    "tinaface": "safefakes.detect.tinaface:SPEC",
+}
+
+
+def get_detector(name: str) -> DetectorSpec:
+    """The :class:`DetectorSpec` registered under ``name``."""
+    try:
+        module_name, attribute = DETECTOR_SPECS[name].split(":")
+    except KeyError:
+        raise SafefakesError(f"unknown detector {name!r}; expected one of {', '.join(sorted(DETECTOR_SPECS))}") from None
+    return getattr(importlib.import_module(module_name), attribute)
