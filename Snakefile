@@ -1,0 +1,24 @@
+# safefakes: what face anonymization costs a face detector.
+# Thin entry point: the rules live in workflow/rules/, the configuration is validated by
+# workflow/schemas/config.schema.yaml. `config.yaml` is the demo preset; select another with
+# `--configfile config/paper.yaml`.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/anonymize.smk"
+include: "workflow/rules/detect.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,146 @@
+"""The paper's detector figures: Fig. 4 (AP per difficulty per method) and Fig. 6 (AP against training length)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from safefakes.common.errors import SafefakesError  # noqa: E402
+from safefakes.common.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+
+DIFFICULTIES = ("easy", "medium", "hard")
+#: Display names of the methods, in the order the figures show them (unknown methods follow, sorted).
+METHOD_LABELS = {
+    "original": "Original",
+    "blur": "Blur 25x25",
+    "fullblur": "FullBlur 18x18",
+    "pixelate": "Pixelation 10x10",
+    "blackout": "Blackout",
+    "heavyblur": "HeavyBlur",
+    "gaussian9": "Gaussian 9x9",
+    "noise": "Noise",
+    "eyes": "Eye mask",
+    "deepprivacy": "DeepPrivacy",
+    "ciagan": "CIAGAN",
+    "sun2018": "Sun2018",
+}
+DETECTOR_LABELS = {"dsfd": "DSFD", "tinaface": "TinaFace", "faster_rcnn": "Faster R-CNN"}
+
+
+def read_ap_file(path: str | os.PathLike[str]) -> dict[str, float]:
+    """Read one evaluation JSON ``{"easy": AP, "medium": AP, "hard": AP}``."""
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {difficulty: float(values[difficulty]) for difficulty in DIFFICULTIES}
+    except FileNotFoundError:
+        raise SafefakesError(f"evaluation result not found: {path}") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise SafefakesError(f"{path}: expected a JSON object with easy, medium and hard APs") from None
+
+
+def method_order(methods: Sequence[str]) -> list[str]:
+    """Methods in the figures' order: known ones as in :data:`METHOD_LABELS`, then the rest sorted."""
+    known = [method for method in METHOD_LABELS if method in methods]
+    return known + sorted(set(methods) - set(known))
+
+
+def results_table(results: Mapping[tuple[str, int], str | os.PathLike[str]]) -> pd.DataFrame:
+    """One row per (method, iterations) with the three APs and their mean (mAP), from evaluation files."""
+    rows = []
+    for (method, iterations), path in results.items():
+        aps = read_ap_file(path)
+        rows.append({"method": method, "iterations": int(iterations), **aps, "mAP": sum(aps.values()) / len(aps)})
+    if not rows:
+        raise SafefakesError("no evaluation results given")
+    table = pd.DataFrame(rows)
+    order = {method: rank for rank, method in enumerate(method_order(list(table["method"].unique())))}
+    table = table.sort_values(by=["method", "iterations"], key=lambda column: column.map(order) if column.name == "method" else column)
+    return table.reset_index(drop=True)
+
+
+def _save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight", metadata={"Software": None})
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _save_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
+
+
+def plot_fig4(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
+    """Fig. 4: grouped bars of AP per difficulty for each anonymization method, with mAP in the labels."""
+    methods = method_order(list(table["method"]))
+    table = table.set_index("method").loc[methods].reset_index()
+    _save_table(table, out_csv)
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 2), 4.2))
+    width = 0.8 / len(DIFFICULTIES)
+    colors = {"easy": "#4c72b0", "medium": "#dd8452", "hard": "#55a868"}
+    for offset, difficulty in enumerate(DIFFICULTIES):
+        positions = [index + (offset - 1) * width for index in range(len(methods))]
+        bars = axis.bar(positions, table[difficulty] * 100, width=width, label=difficulty.capitalize(), color=colors[difficulty])
+        axis.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
+    axis.set_xticks(range(len(methods)))
+    axis.set_xticklabels(
+        [f"{METHOD_LABELS.get(m, m)}\nmAP {v * 100:.1f}" for m, v in zip(methods, table["mAP"])], rotation=30, ha="right", fontsize=8
+    )
+    axis.set_ylabel("AP on the original validation set (%)")
+    axis.set_ylim(0, 118)
+    iterations = int(table["iterations"].iloc[0])
+    axis.set_title(f"{DETECTOR_LABELS.get(detector, detector)} trained on anonymized data ({iterations} iterations)")
+    if "original" in methods:
+        axis.axhline(float(table.loc[table["method"] == "original", "mAP"].iloc[0]) * 100, color="grey", linestyle="--", linewidth=0.8, label="Original mAP")
+    axis.legend(loc="upper right", fontsize=8, ncols=4)
+    axis.grid(axis="y", alpha=0.3)
+    _save_figure(figure, out_png)
+
+
+def plot_fig6(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
+    """Fig. 6 and supplementary Fig. 3: mAP (and AP per difficulty) against detector training iterations."""
+    _save_table(table, out_csv)
+    methods = method_order(list(table["method"].unique()))
+    panels = ("mAP",) + DIFFICULTIES
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.8), sharex=True)
+    for axis, column in zip(axes, panels):
+        for method in methods:
+            rows = table[table["method"] == method].sort_values("iterations")
+            style = "--" if method == "original" else "-"
+            axis.plot(rows["iterations"], rows[column] * 100, style, marker="o", markersize=3, label=METHOD_LABELS.get(method, method))
+        axis.set_title("mean of easy/medium/hard" if column == "mAP" else f"{column.capitalize()} AP")
+        axis.set_xlabel("detector training iterations")
+        axis.set_ylabel("AP (%)")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(f"{DETECTOR_LABELS.get(detector, detector)}: AP against detector training length")
+    figure.tight_layout()
+    _save_figure(figure, out_png)
+
+
+def parse_result_arguments(entries: Sequence[str], *, default_iterations: int | None = None) -> dict[tuple[str, int], str]:
+    """Parse ``METHOD=PATH`` or ``METHOD@ITERATIONS=PATH`` command-line entries."""
+    results: dict[tuple[str, int], str] = {}
+    for entry in entries:
+        key, separator, path = entry.partition("=")
+        method, at, iterations = key.partition("@")
+        if not separator or not method or not path:
+            raise SafefakesError(f"--result {entry!r}: expected METHOD=PATH or METHOD@ITERATIONS=PATH")
+        if at:
+            if not iterations.isdigit():
+                raise SafefakesError(f"--result {entry!r}: iterations must be a whole number")
+            count = int(iterations)
+        elif default_iterations is not None:
+            count = default_iterations
+        else:
+            raise SafefakesError(f"--result {entry!r}: give the iterations as METHOD@ITERATIONS=PATH")
+        results[(method, count)] = path
+    return results
