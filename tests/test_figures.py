@@ -1,0 +1,77 @@
+"""Fig. 4 and Fig. 6: tables and images from evaluation files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from safefakes.cli import main
+from safefakes.common.errors import SafefakesError
+from safefakes.plots.figures import method_order, parse_result_arguments, results_table
+
+
+def _write_ap(path: Path, easy: float, medium: float, hard: float) -> str:
+    path.write_text(json.dumps({"easy": easy, "medium": medium, "hard": hard}))
+    return str(path)
+
+
+def test_results_table_orders_methods_and_averages(tmp_path: Path) -> None:
+    results = {
+        ("pixelate", 10): _write_ap(tmp_path / "p.json", 0.3, 0.2, 0.1),
+        ("original", 10): _write_ap(tmp_path / "o.json", 0.9, 0.6, 0.3),
+        ("zzz_custom", 10): _write_ap(tmp_path / "z.json", 0.0, 0.0, 0.0),
+    }
+    table = results_table(results)
+    assert list(table["method"]) == ["original", "pixelate", "zzz_custom"]
+    assert table.loc[0, "mAP"] == pytest.approx(0.6)
+    assert table.loc[1, "mAP"] == pytest.approx(0.2)
+
+
+def test_method_order_puts_unknown_methods_last() -> None:
+    assert method_order(["b_new", "blur", "original", "a_new"]) == ["original", "blur", "a_new", "b_new"]
+
+
+def test_parse_result_arguments() -> None:
+    assert parse_result_arguments(["blur@30=a.json", "blur@60=b.json"]) == {("blur", 30): "a.json", ("blur", 60): "b.json"}
+    assert parse_result_arguments(["blur=a.json"], default_iterations=5) == {("blur", 5): "a.json"}
+    with pytest.raises(SafefakesError):
+        parse_result_arguments(["blur=a.json"])
+    with pytest.raises(SafefakesError):
+        parse_result_arguments(["blur@x=a.json"])
+    with pytest.raises(SafefakesError):
+        parse_result_arguments(["no-path"])
+
+
+def test_bad_evaluation_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"easy": 0.5}')
+    with pytest.raises(SafefakesError, match="easy, medium and hard"):
+        results_table({("blur", 1): str(bad)})
+
+
+def test_plot_commands_write_png_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args6 = []
+    for method, base in (("original", 0.8), ("blur", 0.5)):
+        for iterations in (10, 20):
+            path = _write_ap(tmp_path / f"{method}{iterations}.json", base, base - 0.1, base - 0.2 + iterations / 100)
+            args6 += ["--result", f"{method}@{iterations}={path}"]
+    fig6_png, fig6_csv = tmp_path / "fig6.png", tmp_path / "fig6.csv"
+    assert main(["plot-fig6", "--detector", "dsfd", *args6, "--out-png", str(fig6_png), "--out-csv", str(fig6_csv)]) == 0
+    table6 = pd.read_csv(fig6_csv)
+    assert len(table6) == 4 and set(table6["iterations"]) == {10, 20}
+    assert fig6_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    fig4_png, fig4_csv = tmp_path / "fig4.png", tmp_path / "fig4.csv"
+    args4 = ["--result", f"original={tmp_path / 'original20.json'}", "--result", f"blur={tmp_path / 'blur20.json'}"]
+    assert main(["plot-fig4", "--detector", "faster_rcnn", "--iterations", "20", *args4, "--out-png", str(fig4_png), "--out-csv", str(fig4_csv)]) == 0
+    table4 = pd.read_csv(fig4_csv)
+    assert list(table4["method"]) == ["original", "blur"]
+    assert table4.loc[0, "hard"] == pytest.approx(0.8)
+    assert fig4_png.stat().st_size > 10_000
+
+    assert main(["plot-fig4", "--detector", "dsfd", "--result", f"blur={tmp_path / 'missing.json'}", "--iterations", "1",
+                 "--out-png", str(fig4_png), "--out-csv", str(fig4_csv)]) == 1
+    assert "evaluation result not found" in capsys.readouterr().err
