@@ -37,6 +37,17 @@ def ground_truth_dir():
     return config["dataset"]["wider"]["ground_truth"]
 
 
+def wider_archive_args():
+    """`--archive/--checksum/--member` arguments of `safefakes fetch-wider` from the config."""
+    args = []
+    for name, spec in config["dataset"]["wider"].get("archives", {}).items():
+        args += ["--archive", f"{name}={spec['url']}"]
+        if spec.get("checksum"):
+            args += ["--checksum", f"{name}={spec['checksum']}"]
+        args += [item for member in spec.get("members", []) for item in ("--member", f"{name}={member}")]
+    return " ".join(shlex.quote(arg) for arg in args)
+
+
 def method_param_args(wildcards):
     """`--param KEY=VALUE` arguments of one anonymization method, shell-quoted."""
     params = config["anonymize"]["methods"][wildcards.method] or {}

@@ -35,10 +35,7 @@ if SOURCE == "wider":
         output:
             directory(config["dataset"]["wider"]["root"]),
         params:
-            archives=" ".join(
-                f"--archive {shlex.quote(name + '=' + spec['url'])} --checksum {shlex.quote(name + '=' + spec['checksum'])}"
-                for name, spec in config["dataset"]["wider"]["archives"].items()
-            ),
+            archives=wider_archive_args(),
         conda:
             CONDA_ENV
         log:
