@@ -154,7 +154,10 @@ def parse_bbx_gt(text: str, source: str = "<text>") -> list[ImageAnnotation]:
             index += 1
             continue
         name_line = index + 1
-        safe_relative_name(name)
+        try:
+            safe_relative_name(name)
+        except SafefakesError as error:
+            raise SafefakesError(f"{source}:{name_line}: {error}") from None
         if not name.lower().endswith((".jpg", ".jpeg", ".png")):
             raise SafefakesError(f"{source}:{name_line}: expected an image path, got {name!r}")
         if index + 1 >= len(lines):
