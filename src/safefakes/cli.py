@@ -21,6 +21,7 @@ STAGE_CLI_MODULES = (
     "safefakes.anonymize.cli",
     "safefakes.detect.cli",
     "safefakes.evaluate.cli",
+    "safefakes.evaluate.privacy_cli",
     "safefakes.plots.cli",
 )
 

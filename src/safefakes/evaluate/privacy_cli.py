@@ -1,0 +1,233 @@
+"""Sub-commands of the privacy evaluation: image metrics, Table II, re-identification, DET and frontier
+plots, and fetching optional weights.
+
+Designed for Snakemake: ``reid`` runs one (method, strength) job; ``reid-gather`` joins the jobs'
+summaries into one table; ``plot-det`` draws one scenario's DET curves from the jobs' score files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from safefakes.common.errors import SafefakesError
+from safefakes.common.io import atomic_write_json
+from safefakes.evaluate import correlation, reid
+from safefakes.evaluate.image_metrics import ALL_METRICS, MetricsConfig, compute_image_metrics
+from safefakes.evaluate.weights import WEIGHT_FILES, fetch_weights
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the privacy-evaluation sub-commands to the top-level parser."""
+    _register_metrics(subparsers)
+    _register_table2(subparsers)
+    _register_reid(subparsers)
+    _register_reid_gather(subparsers)
+    _register_plot_det(subparsers)
+    _register_plot_frontier(subparsers)
+    _register_fetch_weights(subparsers)
+
+
+def _config_json(text: str | None) -> dict[str, Any]:
+    """A JSON object given inline or as ``@path``."""
+    if not text:
+        return {}
+    raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise SafefakesError(f"--config is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise SafefakesError("--config must be a JSON object")
+    return value
+
+
+def _comma_list(text: str | None) -> list[str] | None:
+    return [item.strip() for item in text.split(",") if item.strip()] if text else None
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def _register_metrics(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("metrics", help="image metrics between original and anonymized faces (Table II inputs)")
+    parser.add_argument("--original", required=True, type=Path, help="original WIDER-layout root")
+    parser.add_argument("--anonymized", required=True, type=Path, help="anonymized WIDER-layout root (same annotations)")
+    parser.add_argument("--split", default="train", choices=("train", "val"))
+    parser.add_argument("--out", required=True, type=Path, help="output JSON")
+    parser.add_argument("--metrics", help=f"comma list from {','.join(ALL_METRICS)}; default: all, missing weights recorded as null")
+    parser.add_argument("--max-faces", type=int, help="stop after this many faces (a quick estimate)")
+    parser.add_argument("--weights-dir", type=Path, help="folder holding LPIPS/FID weight files")
+    parser.add_argument("--config", help="MetricsConfig as a JSON object, or @file.json")
+    parser.set_defaults(func=_run_metrics)
+
+
+def _run_metrics(args: argparse.Namespace) -> int:
+    result = compute_image_metrics(
+        args.original, args.anonymized, args.split, _comma_list(args.metrics), MetricsConfig.from_dict(_config_json(args.config)), args.max_faces, args.weights_dir
+    )
+    atomic_write_json(args.out, _json_safe(result))
+    return 0
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+# --- table2 -------------------------------------------------------------------------------------
+
+
+def _register_table2(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("table2", help="Pearson correlation of each metric with detector mAP (Table II)")
+    parser.add_argument("--metrics", nargs="+", required=True, type=Path, help="one metrics JSON per method")
+    parser.add_argument("--ap", nargs="+", required=True, type=Path, help="one AP JSON {easy, medium, hard} per method, same order")
+    parser.add_argument("--methods", nargs="+", required=True, help="method names, same order")
+    parser.add_argument("--gan-methods", nargs="*", default=[], help="which of the methods are GANs (the rest are conventional)")
+    parser.add_argument("--out-csv", required=True, type=Path)
+    parser.add_argument("--out-png", required=True, type=Path, help="the table rendered as an image")
+    parser.add_argument("--scatter-png", type=Path, help="metric vs mAP scatter plots")
+    parser.set_defaults(func=_run_table2)
+
+
+def _run_table2(args: argparse.Namespace) -> int:
+    from safefakes.plots.privacy import plot_metric_scatter, render_correlation_table
+
+    table = correlation.build_method_table(args.methods, [correlation.read_json(p) for p in args.metrics], [correlation.read_json(p) for p in args.ap])
+    correlations = correlation.correlation_table(table, args.gan_methods)
+    correlation.write_correlation_csv(args.out_csv, correlations)
+    render_correlation_table(correlations, args.out_png)
+    if args.scatter_png:
+        plot_metric_scatter(table, args.gan_methods, args.scatter_png)
+    return 0
+
+
+# --- reid ---------------------------------------------------------------------------------------
+
+
+def _register_reid(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("reid", help="re-identification test of one method at one strength (naive/reverse/parrot)")
+    parser.add_argument("--identities", required=True, type=Path, help="identity folder (identities.csv, CelebA, LFW-style) or a synthetic WIDER root")
+    parser.add_argument("--split", default="train", choices=("train", "val"), help="split of a synthetic WIDER root")
+    parser.add_argument("--method", required=True, help=f"anonymizer name, or '{reid.NO_ANONYMIZATION}' for originals against originals")
+    parser.add_argument("--strength", type=float, help="the method's strength k (blur/noise/pixelate as in Heimes)")
+    parser.add_argument("--scenarios", default=",".join(reid.SCENARIOS), help="comma list of naive,reverse,parrot")
+    parser.add_argument("--threshold", type=float, help="distance threshold for FMR/FNMR (default 0.6)")
+    parser.add_argument("--config", help="ReidConfig as a JSON object, or @file.json")
+    parser.add_argument("--out-csv", required=True, type=Path, help="summary: one row per scenario")
+    parser.add_argument("--out-scores", required=True, type=Path, help="every comparison's distance (CSV)")
+    parser.add_argument("--out-acquisition", type=Path, help="per photo: was a face found on the original / anonymized image")
+    parser.set_defaults(func=_run_reid)
+
+
+def _run_reid(args: argparse.Namespace) -> int:
+    values = _config_json(args.config)
+    values["scenarios"] = _comma_list(args.scenarios) or list(reid.SCENARIOS)
+    if args.threshold is not None:
+        values["threshold"] = args.threshold
+    result = reid.run_reid(args.identities, args.method, args.strength, reid.ReidConfig.from_dict(values), args.split)
+    reid.write_scores_csv(args.out_scores, result)
+    if args.out_acquisition:
+        reid.write_acquisition_csv(args.out_acquisition, result)
+    reid.write_summary_csv(args.out_csv, result.summary_rows())
+    return 0
+
+
+def _register_reid_gather(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("reid-gather", help="join per-job re-identification summaries into one table")
+    parser.add_argument("--inputs", nargs="+", required=True, type=Path, help="summary CSVs written by 'safefakes reid'")
+    parser.add_argument("--out", required=True, type=Path, help="e.g. results/tables/reid.csv")
+    parser.set_defaults(func=lambda args: reid.write_summary_csv(args.out, reid.gather_summaries(args.inputs)) or 0)
+
+
+def _register_plot_det(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("plot-det", help="DET curves of one scenario from re-identification score files")
+    parser.add_argument("--scores", nargs="+", required=True, type=Path, help="score CSVs written by 'safefakes reid'")
+    parser.add_argument("--scenario", default="naive", choices=reid.SCENARIOS)
+    parser.add_argument("--out", required=True, type=Path, help="PNG, e.g. det_naive.png")
+    parser.set_defaults(func=_run_plot_det)
+
+
+def _run_plot_det(args: argparse.Namespace) -> int:
+    from safefakes.plots.privacy import plot_det_curves
+
+    curves = []
+    for path in args.scores:
+        rows = [row for row in reid.read_csv_rows(path) if row["scenario"] == args.scenario]
+        if not rows:
+            raise SafefakesError(f"{path}: no scores for scenario {args.scenario}")
+        label = rows[0]["method"] + (f" {rows[0]['strength']}" if rows[0]["strength"] else "")
+        distances = np.array([float(row["distance"]) for row in rows])
+        mated = np.array([row["mated"] == "1" for row in rows])
+        curves.append((label, distances[mated], distances[~mated]))
+    plot_det_curves(curves, args.out, title=f"DET, {args.scenario} recognition")
+    return 0
+
+
+def _register_plot_frontier(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("plot-frontier", help="privacy-utility frontier: detector mAP vs re-identification EER")
+    parser.add_argument("--reid", required=True, type=Path, help="the gathered re-identification table (reid.csv)")
+    parser.add_argument("--ap", nargs="+", required=True, type=Path, help="AP JSON files {easy, medium, hard}")
+    parser.add_argument("--labels", nargs="+", required=True, help="METHOD@STRENGTH (or METHOD) per AP file, same order")
+    parser.add_argument("--scenario", default="naive", choices=reid.SCENARIOS)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.set_defaults(func=_run_plot_frontier)
+
+
+def frontier_points(reid_rows: list[dict[str, str]], ap_by_label: dict[str, float], scenario: str) -> pd.DataFrame:
+    """Join re-identification rows of ``scenario`` with mAP by ``method@strength`` (or ``method``) label."""
+    points = []
+    for row in reid_rows:
+        if row["scenario"] != scenario:
+            continue
+        label = f"{row['method']}@{row['strength']}" if row["strength"] else row["method"]
+        if label in ap_by_label:
+            points.append({"label": label, "map": ap_by_label[label], "eer": float(row["eer"]), "fmr": float(row["fmr"]), "fnmr": float(row["fnmr"])})
+    if not points:
+        raise SafefakesError(f"no (method, strength) has both an AP file and {scenario} re-identification results; labels: {', '.join(ap_by_label)}")
+    return pd.DataFrame(points)
+
+
+def _normalize_label(label: str) -> str:
+    method, _, strength = label.partition("@")
+    if not strength:
+        return method
+    try:
+        value = float(strength)
+    except ValueError:
+        raise SafefakesError(f"label {label!r}: strength must be a number") from None
+    return f"{method}@{int(value) if value.is_integer() else value!r}"
+
+
+def _run_plot_frontier(args: argparse.Namespace) -> int:
+    from safefakes.plots.privacy import plot_frontier
+
+    if len(args.ap) != len(args.labels):
+        raise SafefakesError(f"need one label per AP file: {len(args.ap)} files, {len(args.labels)} labels")
+    ap_by_label = {_normalize_label(label): correlation.mean_ap(correlation.read_json(path)) for label, path in zip(args.labels, args.ap)}
+    plot_frontier(frontier_points(reid.read_csv_rows(args.reid), ap_by_label, args.scenario), args.out, args.scenario)
+    return 0
+
+
+def _register_fetch_weights(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("fetch-weights", help="download and verify LPIPS/FID weights (on a machine with internet)")
+    parser.add_argument("--out", required=True, type=Path, help="folder to put the files in (then copy to the torch hub cache or set SAFEFAKES_WEIGHTS_DIR)")
+    parser.add_argument("--only", help=f"comma list from {','.join(WEIGHT_FILES)}")
+    parser.set_defaults(func=_run_fetch_weights)
+
+
+def _run_fetch_weights(args: argparse.Namespace) -> int:
+    for path in fetch_weights(args.out, _comma_list(args.only)):
+        print(path)
+    return 0
