@@ -1,9 +1,84 @@
-"""Sub-commands of the evaluate stage."""
+"""Sub-commands of the evaluate stage: ``safefakes evaluate``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from safefakes.common.errors import SafefakesError
+from safefakes.common.io import atomic_write_json, atomic_write_text
+
+LOGGER = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the top-level parser."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="WIDER FACE easy/medium/hard AP of a prediction folder",
+        description=(
+            "Evaluate WIDER FACE predictions (<PRED_DIR>/<event>/<image>.txt, lines 'x y w h score') against the "
+            "official validation ground truth (wider_face_val.mat and wider_{easy,medium,hard}_val.mat), exactly as "
+            "the official eval_tools do. The last line on stdout is {\"easy\": AP, \"medium\": AP, \"hard\": AP}. "
+            "Only the images of the ground truth are evaluated; a missing prediction file means no detections."
+        ),
+    )
+    parser.add_argument("--pred", required=True, type=Path, metavar="PRED_DIR", help="prediction folder")
+    parser.add_argument("--gt", required=True, type=Path, metavar="GT_DIR", help="folder with the four ground-truth .mat files")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="also write the AP JSON to FILE")
+    parser.add_argument("--curves", type=Path, metavar="CSV", help="write the PR curves (setting, threshold, precision, recall)")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="draw the PR curves, one panel per setting")
+    parser.add_argument("--label", metavar="NAME", help="the method's name in the plot legend (default: PRED_DIR's name)")
+    parser.add_argument(
+        "--config",
+        metavar="JSON",
+        help='evaluation settings as JSON, e.g. \'{"iou_threshold": 0.5, "num_thresholds": 1000}\' (defaults: the official ones)',
+    )
+    parser.set_defaults(func=run_evaluate)
+
+
+def _parse_config(text: str | None):
+    from safefakes.evaluate.wider_eval import EvaluationConfig
+
+    if not text:
+        return EvaluationConfig()
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SafefakesError(f"--config is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise SafefakesError("--config must be a JSON object")
+    return EvaluationConfig.from_dict(values)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``safefakes evaluate``: read the ground truth and predictions, evaluate, print and write the results."""
+    from safefakes.evaluate.ground_truth import load_ground_truth
+    from safefakes.evaluate.predictions import read_predictions
+    from safefakes.evaluate.wider_eval import evaluate
+
+    config = _parse_config(args.config)
+    ground_truth = load_ground_truth(args.gt)
+    predictions = read_predictions(args.pred, ground_truth.keys())
+    started = time.perf_counter()
+    result = evaluate(ground_truth, predictions, config)
+    LOGGER.info(
+        "evaluated %d detections on %d images in %.2f s; faces easy/medium/hard: %s",
+        result.num_predictions, result.num_images, time.perf_counter() - started,
+        "/".join(str(result.face_counts[s]) for s in ("easy", "medium", "hard")),
+    )
+    summary = result.summary()
+    if args.curves:
+        atomic_write_text(args.curves, result.curves_frame().to_csv(index=False, float_format=None, lineterminator="\n"))
+    if args.plot:
+        from safefakes.plots.pr_curves import plot_pr_curves
+
+        label = args.label or args.pred.resolve().name
+        plot_pr_curves({label: result.curves_frame()}, args.plot, title="WIDER FACE validation")
+    if args.out:
+        atomic_write_json(args.out, summary)
+    print(json.dumps(summary))
+    return 0
