@@ -16,6 +16,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/anonymize.smk"
 include: "workflow/rules/detect.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/privacy.smk"
 
 
 rule all:

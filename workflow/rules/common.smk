@@ -17,10 +17,20 @@ FINAL_ITERATION = ITERATIONS[-1]
 SOURCE = config["dataset"]["source"]
 
 
+#: Methods that replace faces with a generator, told apart in Table II.
+GAN_METHODS = [method for method in METHODS if method in ("deepprivacy", "ciagan", "sun2018")]
+#: Table II correlates over the anonymized datasets, not the untouched one.
+ANONYMIZED_METHODS = [method for method in METHODS if method != "original"]
+PRIVACY_DETECTOR = config["privacy"]["detector"]
+SCENARIOS = ("naive", "reverse", "parrot")
+
+
 wildcard_constraints:
     method="|".join(METHODS),
     detector="|".join(DETECTORS),
     iterations=r"\d+",
+    strength=r"default|\d+(\.\d+)?",
+    scenario="|".join(SCENARIOS),
 
 
 def original_root():
@@ -64,6 +74,42 @@ def evaluation_json(detector, method, iterations):
     return f"results/eval/{detector}/{method}/iter_{iterations}.json"
 
 
+def identities_root():
+    """The identity set of the re-identification test."""
+    identities = config["privacy"]["reid"]["identities"]
+    return "results/data/identities" if identities == "synthetic" else identities
+
+
+def reid_runs():
+    """(summary, scores) files of every re-identification job: each method at its default, plus the sweeps."""
+    runs = [(method, "default") for method in METHODS]
+    for method, strengths in config["privacy"]["reid"]["sweeps"].items():
+        if method in METHODS:
+            runs += [(method, f"{strength:g}") for strength in strengths]
+    return [(f"results/reid/{method}/{strength}.csv", f"results/reid/{method}/{strength}_scores.csv") for method, strength in runs]
+
+
+REID_RUNS = reid_runs()
+
+
+def strength_arg(wildcards):
+    """`--strength K`, or nothing for the method's default parameters."""
+    return "" if wildcards.strength == "default" else f"--strength {wildcards.strength}"
+
+
+def metric_selection_args():
+    """`--metrics` for a subset; the full set is the default, where absent weights become null, not errors."""
+    names = config["privacy"]["metrics"]["names"]
+    if set(names) == {"l1", "l2", "ssim", "fid_face", "lpips", "fid"}:
+        return ""
+    return "--metrics " + ",".join(names)
+
+
+def frontier_ap_inputs(wildcards):
+    """Final-iteration APs of every method, in METHODS order (the frontier's labels)."""
+    return [evaluation_json(wildcards.detector, method, FINAL_ITERATION) for method in METHODS]
+
+
 def all_targets():
     """Every figure and table of the configured study."""
     targets = []
@@ -73,7 +119,15 @@ def all_targets():
             f"results/figures/fig4_{detector}.csv",
             f"results/figures/fig6_{detector}.png",
             f"results/figures/fig6_{detector}.csv",
+            f"results/figures/privacy_utility_{detector}.png",
         ]
+    targets += [f"results/figures/det_{scenario}.png" for scenario in SCENARIOS]
+    targets += [
+        "results/tables/reid.csv",
+        "results/tables/table2_metric_correlation.csv",
+        "results/tables/table2_metric_correlation.png",
+        "results/figures/table2_scatter.png",
+    ]
     return targets
 
 

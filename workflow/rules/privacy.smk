@@ -1,0 +1,160 @@
+# Privacy side: image metrics against detector mAP (Table II), re-identification (DET, EER), and the
+# privacy-utility frontier.
+
+
+rule image_metrics:
+    input:
+        original=original_root(),
+        anonymized="results/anonymized/{method}",
+    output:
+        "results/metrics/{method}.json",
+    params:
+        metrics=metric_selection_args(),
+        max_faces=config["privacy"]["metrics"]["max_faces"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/metrics/{method}.log",
+    benchmark:
+        "results/benchmarks/metrics/{method}.tsv"
+    threads: 1
+    resources:
+        mem_mb=grows_with_attempt(4000),
+        runtime=grows_with_attempt(240),
+    shell:
+        "safefakes metrics --original {input.original} --anonymized {input.anonymized} --split train"
+        " --max-faces {params.max_faces} {params.metrics} --out {output} 2> {log}"
+
+
+rule table2:
+    input:
+        metrics=expand("results/metrics/{method}.json", method=ANONYMIZED_METHODS),
+        ap=[evaluation_json(PRIVACY_DETECTOR, method, FINAL_ITERATION) for method in ANONYMIZED_METHODS],
+    output:
+        csv="results/tables/table2_metric_correlation.csv",
+        png=report("results/tables/table2_metric_correlation.png", caption="../report/table2.rst", category="Table II: metrics"),
+        scatter=report("results/figures/table2_scatter.png", caption="../report/table2.rst", category="Table II: metrics"),
+    params:
+        methods=" ".join(ANONYMIZED_METHODS),
+        gan_methods=" ".join(GAN_METHODS),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/tables/table2.log",
+    benchmark:
+        "results/benchmarks/tables/table2.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "safefakes table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
+        " --gan-methods {params.gan_methods} --out-csv {output.csv} --out-png {output.png}"
+        " --scatter-png {output.scatter} 2> {log}"
+
+
+rule synth_identities:
+    output:
+        directory("results/data/identities"),
+    params:
+        identities=config["privacy"]["reid"].get("synthetic", {}).get("identities", 12),
+        photos=config["privacy"]["reid"].get("synthetic", {}).get("photos", 4),
+        seed=config["privacy"]["reid"].get("synthetic", {}).get("seed", 0),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/synth_identities.log",
+    benchmark:
+        "results/benchmarks/synth_identities.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "safefakes synth-identities --out {output} --identities {params.identities}"
+        " --photos {params.photos} --seed {params.seed} 2> {log}"
+
+
+rule reid:
+    input:
+        identities=identities_root(),
+    output:
+        summary="results/reid/{method}/{strength}.csv",
+        scores="results/reid/{method}/{strength}_scores.csv",
+    params:
+        strength=strength_arg,
+        threshold=config["privacy"]["reid"]["threshold"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/reid/{method}/{strength}.log",
+    benchmark:
+        "results/benchmarks/reid/{method}/{strength}.tsv"
+    threads: 1
+    resources:
+        mem_mb=grows_with_attempt(2000),
+        runtime=grows_with_attempt(60),
+    shell:
+        "safefakes reid --identities {input.identities} --method {wildcards.method} {params.strength}"
+        " --threshold {params.threshold} --out-csv {output.summary} --out-scores {output.scores} 2> {log}"
+
+
+rule reid_table:
+    input:
+        [summary for summary, _ in REID_RUNS],
+    output:
+        report("results/tables/reid.csv", caption="../report/reid.rst", category="Re-identification"),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/tables/reid.log",
+    benchmark:
+        "results/benchmarks/tables/reid.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "safefakes reid-gather --inputs {input} --out {output} 2> {log}"
+
+
+rule det_curves:
+    input:
+        [scores for _, scores in REID_RUNS],
+    output:
+        report("results/figures/det_{scenario}.png", caption="../report/reid.rst", category="Re-identification"),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figures/det_{scenario}.log",
+    benchmark:
+        "results/benchmarks/figures/det_{scenario}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "safefakes plot-det --scores {input} --scenario {wildcards.scenario} --out {output} 2> {log}"
+
+
+rule privacy_utility:
+    input:
+        reid="results/tables/reid.csv",
+        ap=frontier_ap_inputs,
+    output:
+        report("results/figures/privacy_utility_{detector}.png", caption="../report/frontier.rst", category="Privacy-utility frontier"),
+    params:
+        labels=" ".join(METHODS),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figures/privacy_utility_{detector}.log",
+    benchmark:
+        "results/benchmarks/figures/privacy_utility_{detector}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "safefakes plot-frontier --reid {input.reid} --ap {input.ap} --labels {params.labels}"
+        " --scenario naive --out {output} 2> {log}"
