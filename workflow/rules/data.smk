@@ -1,27 +1,29 @@
 # The original dataset: the embedded synthetic WIDER FACE, or the real one (downloaded or already unpacked).
 
 
-rule synth_dataset:
-    output:
-        directory("results/data/synthetic"),
-    params:
-        images=config["dataset"]["synthetic"]["train_images"] + config["dataset"]["synthetic"]["val_images"],
-        val_images=config["dataset"]["synthetic"]["val_images"],
-        image_width=config["dataset"]["synthetic"]["image_width"],
-        seed=config["dataset"]["synthetic"]["seed"],
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/synth_dataset.log",
-    benchmark:
-        "results/benchmarks/synth_dataset.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    shell:
-        "safefakes synth --out {output} --images {params.images} --val-images {params.val_images}"
-        " --image-width {params.image_width} --seed {params.seed} 2> {log}"
+if SOURCE == "synthetic":
+
+    rule synth_dataset:
+        output:
+            directory("results/data/synthetic"),
+        params:
+            images=config["dataset"]["synthetic"]["train_images"] + config["dataset"]["synthetic"]["val_images"],
+            val_images=config["dataset"]["synthetic"]["val_images"],
+            image_width=config["dataset"]["synthetic"]["image_width"],
+            seed=config["dataset"]["synthetic"]["seed"],
+        conda:
+            CONDA_ENV
+        log:
+            "results/logs/synth_dataset.log",
+        benchmark:
+            "results/benchmarks/synth_dataset.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        shell:
+            "safefakes synth --out {output} --images {params.images} --val-images {params.val_images}"
+            " --image-width {params.image_width} --seed {params.seed} 2> {log}"
 
 
 if SOURCE == "wider":

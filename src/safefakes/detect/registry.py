@@ -18,10 +18,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
+
+if TYPE_CHECKING:  # torch is imported only by the detectors themselves, to keep the CLI fast
+    from torch import nn
 
 from safefakes.common.errors import SafefakesError
 
@@ -39,7 +41,7 @@ class DetectorSpec:
     """
 
     name: str
-    build_model: Callable[[Mapping[str, Any]], nn.Module]
+    build_model: Callable[[Mapping[str, Any]], "nn.Module"]
     build_train_transform: Callable[[Mapping[str, Any]], TrainTransform]
     paper_hparams: Mapping[str, Any]
 

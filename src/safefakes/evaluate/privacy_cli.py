@@ -11,16 +11,20 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_json
-from safefakes.evaluate import correlation, reid
-from safefakes.evaluate.image_metrics import ALL_METRICS, MetricsConfig, compute_image_metrics
 from safefakes.evaluate.weights import WEIGHT_FILES, fetch_weights
+
+# Heavy modules (numpy, pandas, scipy, dlib, torch) are imported inside the handlers so that every
+# `safefakes` command starts fast.
+SCENARIOS = ("naive", "reverse", "parrot")
+METRIC_NAMES = ("l1", "l2", "ssim", "fid_face", "lpips", "fid")
+NO_ANONYMIZATION = "none"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +65,7 @@ def _register_metrics(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--anonymized", required=True, type=Path, help="anonymized WIDER-layout root (same annotations)")
     parser.add_argument("--split", default="train", choices=("train", "val"))
     parser.add_argument("--out", required=True, type=Path, help="output JSON")
-    parser.add_argument("--metrics", help=f"comma list from {','.join(ALL_METRICS)}; default: all, missing weights recorded as null")
+    parser.add_argument("--metrics", help=f"comma list from {','.join(METRIC_NAMES)}; default: all, missing weights recorded as null")
     parser.add_argument("--max-faces", type=int, help="stop after this many faces (a quick estimate)")
     parser.add_argument("--weights-dir", type=Path, help="folder holding LPIPS/FID weight files")
     parser.add_argument("--config", help="MetricsConfig as a JSON object, or @file.json")
@@ -69,6 +73,8 @@ def _register_metrics(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_metrics(args: argparse.Namespace) -> int:
+    from safefakes.evaluate.image_metrics import MetricsConfig, compute_image_metrics
+
     result = compute_image_metrics(
         args.original, args.anonymized, args.split, _comma_list(args.metrics), MetricsConfig.from_dict(_config_json(args.config)), args.max_faces, args.weights_dir
     )
@@ -102,6 +108,7 @@ def _register_table2(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_table2(args: argparse.Namespace) -> int:
+    from safefakes.evaluate import correlation
     from safefakes.plots.privacy import plot_metric_scatter, render_correlation_table
 
     table = correlation.build_method_table(args.methods, [correlation.read_json(p) for p in args.metrics], [correlation.read_json(p) for p in args.ap])
@@ -120,9 +127,9 @@ def _register_reid(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("reid", help="re-identification test of one method at one strength (naive/reverse/parrot)")
     parser.add_argument("--identities", required=True, type=Path, help="identity folder (identities.csv, CelebA, LFW-style) or a synthetic WIDER root")
     parser.add_argument("--split", default="train", choices=("train", "val"), help="split of a synthetic WIDER root")
-    parser.add_argument("--method", required=True, help=f"anonymizer name, or '{reid.NO_ANONYMIZATION}' for originals against originals")
+    parser.add_argument("--method", required=True, help=f"anonymizer name, or '{NO_ANONYMIZATION}' for originals against originals")
     parser.add_argument("--strength", type=float, help="the method's strength k (blur/noise/pixelate as in Heimes)")
-    parser.add_argument("--scenarios", default=",".join(reid.SCENARIOS), help="comma list of naive,reverse,parrot")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of naive,reverse,parrot")
     parser.add_argument("--threshold", type=float, help="distance threshold for FMR/FNMR (default 0.6)")
     parser.add_argument("--config", help="ReidConfig as a JSON object, or @file.json")
     parser.add_argument("--out-csv", required=True, type=Path, help="summary: one row per scenario")
@@ -132,6 +139,8 @@ def _register_reid(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_reid(args: argparse.Namespace) -> int:
+    from safefakes.evaluate import reid
+
     values = _config_json(args.config)
     values["scenarios"] = _comma_list(args.scenarios) or list(reid.SCENARIOS)
     if args.threshold is not None:
@@ -148,18 +157,28 @@ def _register_reid_gather(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("reid-gather", help="join per-job re-identification summaries into one table")
     parser.add_argument("--inputs", nargs="+", required=True, type=Path, help="summary CSVs written by 'safefakes reid'")
     parser.add_argument("--out", required=True, type=Path, help="e.g. results/tables/reid.csv")
-    parser.set_defaults(func=lambda args: reid.write_summary_csv(args.out, reid.gather_summaries(args.inputs)) or 0)
+    parser.set_defaults(func=_run_reid_gather)
+
+
+def _run_reid_gather(args: argparse.Namespace) -> int:
+    from safefakes.evaluate import reid
+
+    reid.write_summary_csv(args.out, reid.gather_summaries(args.inputs))
+    return 0
 
 
 def _register_plot_det(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("plot-det", help="DET curves of one scenario from re-identification score files")
     parser.add_argument("--scores", nargs="+", required=True, type=Path, help="score CSVs written by 'safefakes reid'")
-    parser.add_argument("--scenario", default="naive", choices=reid.SCENARIOS)
+    parser.add_argument("--scenario", default="naive", choices=SCENARIOS)
     parser.add_argument("--out", required=True, type=Path, help="PNG, e.g. det_naive.png")
     parser.set_defaults(func=_run_plot_det)
 
 
 def _run_plot_det(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from safefakes.evaluate import reid
     from safefakes.plots.privacy import plot_det_curves
 
     curves = []
@@ -180,12 +199,12 @@ def _register_plot_frontier(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reid", required=True, type=Path, help="the gathered re-identification table (reid.csv)")
     parser.add_argument("--ap", nargs="+", required=True, type=Path, help="AP JSON files {easy, medium, hard}")
     parser.add_argument("--labels", nargs="+", required=True, help="METHOD@STRENGTH (or METHOD) per AP file, same order")
-    parser.add_argument("--scenario", default="naive", choices=reid.SCENARIOS)
+    parser.add_argument("--scenario", default="naive", choices=SCENARIOS)
     parser.add_argument("--out", required=True, type=Path)
     parser.set_defaults(func=_run_plot_frontier)
 
 
-def frontier_points(reid_rows: list[dict[str, str]], ap_by_label: dict[str, float], scenario: str) -> pd.DataFrame:
+def frontier_points(reid_rows: list[dict[str, str]], ap_by_label: dict[str, float], scenario: str) -> "pd.DataFrame":
     """Join re-identification rows of ``scenario`` with mAP by ``method@strength`` (or ``method``) label."""
     points = []
     for row in reid_rows:
@@ -196,6 +215,8 @@ def frontier_points(reid_rows: list[dict[str, str]], ap_by_label: dict[str, floa
             points.append({"label": label, "map": ap_by_label[label], "eer": float(row["eer"]), "fmr": float(row["fmr"]), "fnmr": float(row["fnmr"])})
     if not points:
         raise SafefakesError(f"no (method, strength) has both an AP file and {scenario} re-identification results; labels: {', '.join(ap_by_label)}")
+    import pandas as pd
+
     return pd.DataFrame(points)
 
 
@@ -211,6 +232,7 @@ def _normalize_label(label: str) -> str:
 
 
 def _run_plot_frontier(args: argparse.Namespace) -> int:
+    from safefakes.evaluate import correlation, reid
     from safefakes.plots.privacy import plot_frontier
 
     if len(args.ap) != len(args.labels):
