@@ -1,9 +1,75 @@
-"""Sub-commands of the detect stage."""
+"""Sub-commands of the detect stage: ``train`` and ``predict``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from safefakes.detect.hparams import load_hparams_argument
+from safefakes.detect.registry import DETECTOR_SPECS
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from safefakes.detect.train import TrainRequest, train
+
+    request = TrainRequest(
+        detector=args.detector,
+        wider_root=Path(args.wider_root),
+        checkpoints_dir=Path(args.checkpoints),
+        state_dir=Path(args.state_dir),
+        hparams=load_hparams_argument(args.hparams),
+        checkpoint_iterations=tuple(args.iterations or ()),
+        split=args.split,
+        seed=args.seed,
+        device=args.device,
+    )
+    for path in train(request):
+        print(path)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from safefakes.detect.predict import predict
+
+    overrides = load_hparams_argument(args.hparams)
+    predict_section = overrides["predict"] if "predict" in overrides else overrides
+    count = predict(args.checkpoint, args.wider_root, args.out, split=args.split, device=args.device, predict_overrides=predict_section)
+    print(f"{count} prediction files in {args.out}")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the top-level parser."""
+    train = subparsers.add_parser(
+        "train",
+        help="train a face detector on a WIDER FACE split",
+        description="Train a detector by iterations; write a checkpoint at each requested iteration and a resumable state.",
+    )
+    train.add_argument("--detector", required=True, choices=sorted(DETECTOR_SPECS), help="which detector to train")
+    train.add_argument("--wider-root", required=True, help="WIDER FACE root (official unpack layout)")
+    train.add_argument("--split", default="train", choices=("train", "val"), help="split to train on (default: train)")
+    train.add_argument("--hparams", help="hyper-parameter overrides: inline JSON or a JSON/YAML file (sections model, augment, train, predict)")
+    train.add_argument("--checkpoints", required=True, help="folder for iter_N.pt checkpoints and train_log.csv")
+    train.add_argument(
+        "--iterations", type=int, nargs="+", metavar="N",
+        help="write a checkpoint after each of these iterations; trains up to the largest (default: train.epochs epochs)",
+    )
+    train.add_argument("--state-dir", required=True, help="folder of the resumable training state")
+    train.add_argument("--seed", type=int, default=0, help="random seed (model init, sampling, augmentation)")
+    train.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: CUDA when available")
+    train.set_defaults(func=_train)
+
+    predict = subparsers.add_parser(
+        "predict",
+        help="write WIDER-format predictions of a detector checkpoint",
+        description="Detect faces in every image of a split and write <event>/<stem>.txt prediction files.",
+    )
+    predict.add_argument("--checkpoint", required=True, help="an iter_N.pt file written by 'safefakes train'")
+    predict.add_argument("--wider-root", required=True, help="WIDER FACE root (official unpack layout)")
+    predict.add_argument("--split", default="val", choices=("train", "val"), help="split to predict (default: val)")
+    predict.add_argument("--out", required=True, help="prediction folder (replaced atomically)")
+    predict.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: CUDA when available")
+    predict.add_argument("--hparams", help="overrides of the predict section: inline JSON or a file ({...} or {\"predict\": {...}})")
+    predict.set_defaults(func=_predict)

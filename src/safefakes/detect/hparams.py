@@ -1,0 +1,230 @@
+"""Typed hyper-parameters shared by every detector: the ``train`` and ``predict`` config sections.
+
+Each dataclass is built from the plain mapping the workflow passes as JSON (``from_dict``); unknown
+keys are refused so that a typo in ``config.yaml`` fails loudly instead of silently using a default.
+Defaults are the paper's Faster R-CNN values (supplementary material, Sec. III-A) unless a comment
+says otherwise; DSFD and TinaFace override them through their ``paper_hparams``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from safefakes.common.errors import SafefakesError
+
+T = TypeVar("T")
+
+SCHEDULE_NAMES = ("step", "multistep", "cosine", "constant")
+OPTIMIZER_NAMES = ("sgd", "adamw")
+
+
+def _build(cls: type[T], raw: Mapping[str, Any] | None, section: str) -> T:
+    """Instantiate dataclass ``cls`` from ``raw``, refusing unknown keys (named with their ``section``)."""
+    raw = dict(raw or {})
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SafefakesError(f"unknown key(s) in {section}: {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
+    return cls(**raw)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Optimizer settings (paper: SGD, lr 1e-3, momentum 0.9, weight decay 1e-4; supp. Sec. III-A)."""
+
+    name: str = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZER_NAMES:
+            raise SafefakesError(f"train.optimizer.name must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.name!r}")
+        if self.lr <= 0:
+            raise SafefakesError(f"train.optimizer.lr must be positive, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> OptimizerConfig:
+        """Build from the ``train.optimizer`` mapping."""
+        return _build(cls, raw, "train.optimizer")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule: linear warm-up, then ``step``, ``multistep``, ``cosine`` or ``constant``.
+
+    Step lengths and milestones are in epochs (converted with the dataset size) unless the
+    ``*_iterations`` variants are given, which take precedence. Paper: lr x0.1 every 3 epochs.
+    """
+
+    name: str = "step"
+    gamma: float = 0.1  # paper: "decrease the learning rate by a factor of 10"
+    step_epochs: float = 3.0  # paper: "every 3 epochs"
+    step_iterations: int | None = None
+    milestone_epochs: list[float] = field(default_factory=list)
+    milestone_iterations: list[int] | None = None
+    cosine_final_factor: float = 0.0  # lr at the last iteration as a fraction of the base lr
+    warmup_iterations: int = 0  # the paper's Faster R-CNN uses no warm-up
+    warmup_start_factor: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.name not in SCHEDULE_NAMES:
+            raise SafefakesError(f"train.schedule.name must be one of {', '.join(SCHEDULE_NAMES)}, got {self.name!r}")
+        if self.warmup_iterations < 0:
+            raise SafefakesError("train.schedule.warmup_iterations must be >= 0")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> ScheduleConfig:
+        """Build from the ``train.schedule`` mapping."""
+        return _build(cls, raw, "train.schedule")
+
+    def step_length(self, iterations_per_epoch: int) -> int:
+        """Iterations between two decays of the ``step`` schedule."""
+        if self.step_iterations is not None:
+            return max(1, int(self.step_iterations))
+        return max(1, round(self.step_epochs * iterations_per_epoch))
+
+    def milestones(self, iterations_per_epoch: int) -> list[int]:
+        """Iterations at which the ``multistep`` schedule decays, sorted."""
+        if self.milestone_iterations is not None:
+            return sorted(int(m) for m in self.milestone_iterations)
+        return sorted(round(m * iterations_per_epoch) for m in self.milestone_epochs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared ``train`` section: batch, optimizer, schedule, length and device options."""
+
+    batch_size: int = 4  # paper: batch size 4
+    epochs: float = 10.0  # paper: 10 epochs; used only when no iterations are requested explicitly
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    grad_clip_norm: float | None = None  # none in the paper; a safety valve for from-scratch training
+    amp: bool = True  # mixed precision, CUDA only
+    channels_last: bool = True  # memory format on CUDA only
+    num_workers: int = 2  # data-loader worker processes
+    pin_memory: bool = True  # CUDA only
+    state_every: int = 500  # iterations between two resumable state files
+    log_every: int = 1  # iterations between two loss-log rows
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise SafefakesError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        if self.state_every < 1 or self.log_every < 1:
+            raise SafefakesError("train.state_every and train.log_every must be >= 1")
+        if self.num_workers < 0:
+            raise SafefakesError("train.num_workers must be >= 0")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> TrainConfig:
+        """Build from the ``train`` mapping (nested ``optimizer`` and ``schedule`` mappings)."""
+        raw = dict(raw or {})
+        optimizer = OptimizerConfig.from_dict(raw.pop("optimizer", None))
+        schedule = ScheduleConfig.from_dict(raw.pop("schedule", None))
+        config = _build(cls, raw, "train")
+        return dataclasses.replace(config, optimizer=optimizer, schedule=schedule)
+
+    def iterations_per_epoch(self, dataset_size: int) -> int:
+        """Iterations that see every training image once."""
+        return max(1, math.ceil(dataset_size / self.batch_size))
+
+    def default_iterations(self, dataset_size: int) -> int:
+        """Total iterations of ``epochs`` epochs."""
+        return max(1, round(self.epochs * self.iterations_per_epoch(dataset_size)))
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """The shared ``predict`` section: score floor, NMS, test scales and flip.
+
+    ``test_scales`` are factors of the original resolution (``[1.0]``: original size only).
+    Detections of all scales and flips are merged with plain NMS at ``nms_iou``.
+    """
+
+    score_threshold: float = 0.01  # low, so the WIDER PR curve reaches high recall
+    nms_iou: float = 0.4  # merge threshold of multi-scale / flip test
+    max_detections: int = 750  # per image; WIDER images hold up to ~1000 faces
+    test_scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    min_box_size: float = 1.0  # boxes narrower or lower than this (pixels) are dropped
+    amp: bool = True  # mixed-precision inference, CUDA only
+
+    def __post_init__(self) -> None:
+        if not self.test_scales or any(s <= 0 for s in self.test_scales):
+            raise SafefakesError(f"predict.test_scales must be positive factors, got {self.test_scales}")
+        if not 0 <= self.score_threshold <= 1:
+            raise SafefakesError(f"predict.score_threshold must be in [0, 1], got {self.score_threshold}")
+        if self.max_detections < 1:
+            raise SafefakesError("predict.max_detections must be >= 1")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> PredictConfig:
+        """Build from the ``predict`` mapping."""
+        return _build(cls, raw, "predict")
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` merged in recursively (mappings merge, other values replace)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_hparams_argument(value: str | None) -> dict[str, Any]:
+    """Parse a ``--hparams`` argument: inline JSON, or the path of a JSON/YAML file; ``None`` gives ``{}``."""
+    if value is None or value.strip() == "":
+        return {}
+    text = value
+    stripped = value.lstrip()
+    if not stripped.startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise SafefakesError(f"--hparams is neither inline JSON nor an existing file: {value!r}")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            loaded = yaml.safe_load(text)
+            return _require_mapping(loaded, value)
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SafefakesError(f"--hparams is not valid JSON ({error})") from None
+    return _require_mapping(loaded, value)
+
+
+def _require_mapping(loaded: Any, source: str) -> dict[str, Any]:
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SafefakesError(f"--hparams must hold a mapping, got {type(loaded).__name__} from {source!r}")
+    return loaded
+
+
+HPARAM_SECTIONS = ("model", "augment", "train", "predict")
+
+
+def resolve_hparams(paper_hparams: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """The detector's paper hyper-parameters with ``override`` merged in; refuses unknown sections."""
+    unknown = sorted(set(override) - set(HPARAM_SECTIONS))
+    if unknown:
+        raise SafefakesError(f"unknown hyper-parameter section(s): {', '.join(unknown)}; expected {', '.join(HPARAM_SECTIONS)}")
+    merged = deep_merge(paper_hparams, override)
+    for section in HPARAM_SECTIONS:
+        merged.setdefault(section, {})
+    # Validate the shared sections early so that a bad value fails before any training starts.
+    TrainConfig.from_dict(merged["train"])
+    PredictConfig.from_dict(merged["predict"])
+    return merged

@@ -1,0 +1,392 @@
+"""Train any registered detector by iterations, with checkpoints at requested iterations and exact resume.
+
+One run writes ``CHECKPOINTS/iter_{N}.pt`` at every requested ``N`` (the paper's Fig. 6 points come
+from one run) and a loss log ``CHECKPOINTS/train_log.csv``. Every ``train.state_every`` iterations
+and at each checkpoint it writes ``STATE_DIR/state.pt``: model, optimizer, scheduler, AMP scaler and
+the python/numpy/torch RNG states. The data-loader position is the iteration number itself (see
+:mod:`safefakes.detect.data`), so a killed run restarted with the same arguments continues from the
+last state and, on CPU, ends with weights bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from safefakes.common.errors import SafefakesError
+from safefakes.common.io import atomic_write_bytes, atomic_write_text
+from safefakes.common.progress import progress
+from safefakes.detect.data import AugmentedDataset, StreamBatchSampler, WiderFaceDataset, collate_detection, to_model_inputs
+from safefakes.detect.hparams import OptimizerConfig, ScheduleConfig, TrainConfig, resolve_hparams
+from safefakes.detect.registry import get_detector
+
+LOGGER = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "safefakes-detector-checkpoint/1"
+STATE_FORMAT = "safefakes-train-state/1"
+STATE_FILE_NAME = "state.pt"
+LOG_FILE_NAME = "train_log.csv"
+
+
+def checkpoint_name(iteration: int) -> str:
+    """File name of the checkpoint written after ``iteration`` iterations."""
+    return f"iter_{iteration}.pt"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything one training run needs; ``hparams`` overrides the detector's paper values."""
+
+    detector: str
+    wider_root: Path
+    checkpoints_dir: Path
+    state_dir: Path
+    hparams: Mapping[str, Any]
+    checkpoint_iterations: tuple[int, ...] = ()
+    split: str = "train"
+    seed: int = 0
+    device: str = "auto"
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``; refuses CUDA when there is none."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SafefakesError(f"--device {name} requested but CUDA is not available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise SafefakesError(f"unknown device {name!r}; expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
+    """The optimizer over the model's trainable parameters."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if config.name == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov)
+    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+class LearningRateFactor:
+    """Multiplier of the base learning rate at an iteration: linear warm-up times the decay schedule."""
+
+    def __init__(self, schedule: ScheduleConfig, iterations_per_epoch: int, total_iterations: int) -> None:
+        self.schedule = schedule
+        self.step_length = schedule.step_length(iterations_per_epoch)
+        self.milestones = schedule.milestones(iterations_per_epoch)
+        self.total_iterations = max(1, total_iterations)
+
+    def decay(self, iteration: int) -> float:
+        """The schedule's factor without warm-up."""
+        s = self.schedule
+        if s.name == "step":
+            return s.gamma ** (iteration // self.step_length)
+        if s.name == "multistep":
+            return s.gamma ** sum(1 for m in self.milestones if iteration >= m)
+        if s.name == "cosine":
+            progress_fraction = min(1.0, iteration / self.total_iterations)
+            return s.cosine_final_factor + (1 - s.cosine_final_factor) * 0.5 * (1 + math.cos(math.pi * progress_fraction))
+        return 1.0
+
+    def __call__(self, iteration: int) -> float:
+        factor = self.decay(iteration)
+        warmup = self.schedule.warmup_iterations
+        if iteration < warmup:
+            start = self.schedule.warmup_start_factor
+            factor *= start + (1 - start) * iteration / warmup
+        return factor
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The python, numpy and torch (CPU and CUDA) random states."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Undo :func:`capture_rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights as contiguous CPU tensors (independent of device and memory format)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+
+def write_checkpoint(path: Path, model: nn.Module, detector: str, hparams: Mapping[str, Any], iteration: int, seed: int) -> None:
+    """Write a detector checkpoint atomically: weights, detector name, hyper-parameters, iteration, seed."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "detector": detector,
+        "hparams_json": json.dumps(hparams, sort_keys=True),
+        "iteration": iteration,
+        "seed": seed,
+        "model": cpu_state_dict(model),
+    }
+    atomic_write_bytes(path, _torch_bytes(payload))
+
+
+def load_checkpoint(path: str | Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], int]:
+    """Read a checkpoint: ``(detector name, hparams, model state_dict, iteration)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SafefakesError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise SafefakesError(f"cannot read checkpoint {path}: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise SafefakesError(f"{path} is not a safefakes detector checkpoint")
+    return payload["detector"], json.loads(payload["hparams_json"]), payload["model"], int(payload["iteration"])
+
+
+def _fingerprint(request: TrainRequest, hparams: Mapping[str, Any], dataset_digest: str, total_iterations: int) -> str:
+    """Identifies a training run; a state with another fingerprint belongs to another run and is not resumed."""
+    identity = {
+        "detector": request.detector,
+        "hparams": hparams,
+        "seed": request.seed,
+        "split": request.split,
+        "dataset": dataset_digest,
+        "total_iterations": total_iterations,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+class LossLog:
+    """Rows of the CSV loss log, rewritten atomically so it always matches the last saved state."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+
+    def load_until(self, iteration: int) -> None:
+        """Keep the rows of an existing log up to ``iteration`` (the resumed state)."""
+        if not self.path.is_file() or iteration == 0:
+            return
+        with open(self.path, newline="", encoding="utf-8") as handle:
+            self.rows = [row for row in csv.DictReader(handle) if int(row["iteration"]) <= iteration]
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Add one row."""
+        self.rows.append(row)
+
+    def write(self) -> None:
+        """Write all rows atomically."""
+        columns: list[str] = []
+        for row in self.rows:
+            columns.extend(key for key in row if key not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buffer.getvalue())
+
+
+@dataclass
+class TrainingObjects:
+    """The mutable parts of a run that a state file captures."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+
+def save_state(path: Path, objects: TrainingObjects, iteration: int, fingerprint: str) -> None:
+    """Write the resumable state atomically."""
+    payload = {
+        "format": STATE_FORMAT,
+        "fingerprint": fingerprint,
+        "iteration": iteration,
+        "model": objects.model.state_dict(),
+        "optimizer": objects.optimizer.state_dict(),
+        "scheduler": objects.scheduler.state_dict(),
+        "scaler": objects.scaler.state_dict(),
+        "rng": capture_rng_state(),
+    }
+    atomic_write_bytes(path, _torch_bytes(payload))
+
+
+def try_resume(path: Path, objects: TrainingObjects, fingerprint: str, device: torch.device, checkpoints: Mapping[int, Path]) -> int:
+    """Load the state at ``path`` into ``objects`` and return its iteration; 0 when there is none to resume.
+
+    A state is not resumed when it belongs to another run or when a checkpoint it should already
+    have written (``checkpoints``: iteration -> path) is missing.
+    """
+    if not path.is_file():
+        return 0
+    payload = torch.load(path, map_location=device, weights_only=False)
+    if payload.get("format") != STATE_FORMAT or payload.get("fingerprint") != fingerprint:
+        LOGGER.warning("ignoring %s: it belongs to another run (other data, hyper-parameters, seed or length)", path)
+        return 0
+    missing = [str(p) for n, p in checkpoints.items() if n <= payload["iteration"] and not p.is_file()]
+    if missing:
+        LOGGER.warning("ignoring %s: checkpoints it already wrote are missing (%s); training from the start", path, ", ".join(missing))
+        return 0
+    objects.model.load_state_dict(payload["model"])
+    objects.optimizer.load_state_dict(payload["optimizer"])
+    objects.scheduler.load_state_dict(payload["scheduler"])
+    objects.scaler.load_state_dict(payload["scaler"])
+    rng = payload["rng"]
+    rng["torch"] = rng["torch"].cpu()
+    if "cuda" in rng:
+        rng["cuda"] = [s.cpu() for s in rng["cuda"]]
+    restore_rng_state(rng)
+    LOGGER.info("resuming from %s at iteration %d", path, payload["iteration"])
+    return int(payload["iteration"])
+
+
+def _check_iterations(requested: Sequence[int]) -> tuple[int, ...]:
+    iterations = tuple(sorted(set(int(n) for n in requested)))
+    if any(n < 1 for n in iterations):
+        raise SafefakesError(f"--iterations must be positive, got {list(requested)}")
+    return iterations
+
+
+def make_loader(
+    dataset: AugmentedDataset, config: TrainConfig, seed: int, start: int, stop: int, device: torch.device
+) -> DataLoader:
+    """The data loader of iterations ``start .. stop - 1`` (worker processes and pinned memory as configured)."""
+    sampler = StreamBatchSampler(len(dataset), config.batch_size, seed, start, stop)
+    # Its own generator: a DataLoader iterator otherwise draws a seed from the global torch RNG,
+    # which a resumed run would draw once more than an uninterrupted one.
+    return DataLoader(
+        dataset,
+        generator=torch.Generator().manual_seed(seed + start),
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+        collate_fn=collate_detection,
+        pin_memory=config.pin_memory and device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+def train(request: TrainRequest) -> list[Path]:
+    """Run (or resume) one training run; returns the checkpoint paths, in iteration order."""
+    spec = get_detector(request.detector)
+    hparams = resolve_hparams(spec.paper_hparams, request.hparams)
+    config = TrainConfig.from_dict(hparams["train"])
+    device = select_device(request.device)
+    base = WiderFaceDataset(request.wider_root, request.split, drop_empty=True)
+    dataset = AugmentedDataset(base, spec.build_train_transform(hparams["augment"]))
+    iterations_per_epoch = config.iterations_per_epoch(len(base))
+    checkpoints = _check_iterations(request.checkpoint_iterations) or (config.default_iterations(len(base)),)
+    total = checkpoints[-1]
+    LOGGER.info(
+        "training %s on %d images of %s (%s), %d iterations (%.2f epochs), checkpoints at %s",
+        request.detector, len(base), request.wider_root, request.split, total, total / iterations_per_epoch, list(checkpoints),
+    )
+
+    seed_everything(request.seed)
+    model = spec.build_model(hparams["model"]).to(device)
+    use_amp = config.amp and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, config.optimizer)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LearningRateFactor(config.schedule, iterations_per_epoch, total))
+    objects = TrainingObjects(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp))
+
+    state_path = request.state_dir / STATE_FILE_NAME
+    fingerprint = _fingerprint(request, hparams, base.content_digest(), total)
+    checkpoint_paths = {n: request.checkpoints_dir / checkpoint_name(n) for n in checkpoints}
+    start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths)
+    request.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    log = LossLog(request.checkpoints_dir / LOG_FILE_NAME)
+    log.load_until(start)
+
+    model.train()
+    loader = make_loader(dataset, config, request.seed, start, total, device)
+    steps = progress(zip(range(start + 1, total + 1), loader), desc=f"train {request.detector}", total=total - start)
+    tick = time.perf_counter()
+    for iteration, (images, boxes) in steps:
+        lr_used = optimizer.param_groups[0]["lr"]
+        losses = train_step(objects, images, boxes, device, config, use_amp)
+        now = time.perf_counter()
+        if iteration % config.log_every == 0 or iteration == total:
+            log.append(_log_row(iteration, losses, lr_used, len(images) / max(now - tick, 1e-9)))
+        tick = now
+        if iteration in checkpoints:
+            write_checkpoint(checkpoint_paths[iteration], model, request.detector, hparams, iteration, request.seed)
+        if iteration in checkpoints or iteration % config.state_every == 0:
+            request.state_dir.mkdir(parents=True, exist_ok=True)
+            save_state(state_path, objects, iteration, fingerprint)
+            log.write()
+    log.write()
+    return list(checkpoint_paths.values())
+
+
+def train_step(
+    objects: TrainingObjects,
+    images: list[torch.Tensor],
+    boxes: list[torch.Tensor],
+    device: torch.device,
+    config: TrainConfig,
+    use_amp: bool,
+) -> dict[str, float]:
+    """One optimizer step on one batch; returns the losses (and their sum as ``loss``)."""
+    inputs, targets = to_model_inputs(images, boxes, device)
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        loss_dict = objects.model(inputs, targets)
+        loss = sum(loss_dict.values())
+    if not torch.isfinite(loss):
+        raise SafefakesError(f"training diverged: loss is {loss.item()} ({ {k: float(v) for k, v in loss_dict.items()} })")
+    objects.optimizer.zero_grad(set_to_none=True)
+    objects.scaler.scale(loss).backward()
+    if config.grad_clip_norm is not None:
+        objects.scaler.unscale_(objects.optimizer)
+        torch.nn.utils.clip_grad_norm_([p for p in objects.model.parameters() if p.requires_grad], config.grad_clip_norm)
+    objects.scaler.step(objects.optimizer)
+    objects.scaler.update()
+    objects.scheduler.step()
+    values = {name: float(value.detach()) for name, value in loss_dict.items()}
+    values["loss"] = float(loss.detach())
+    return values
+
+
+def _log_row(iteration: int, losses: Mapping[str, float], lr_used: float, images_per_second: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"iteration": iteration}
+    row.update({name: f"{value:.6g}" for name, value in losses.items()})
+    row["lr"] = f"{lr_used:.6g}"
+    row["images_per_s"] = f"{images_per_second:.3f}"
+    return row
