@@ -1,0 +1,260 @@
+"""Faster R-CNN face detector: torchvision's ``fasterrcnn_resnet50_fpn`` with two classes and size-16 anchors.
+
+Paper (supplementary material, Sec. III-A): torchvision implementation with FPN and an
+ImageNet-pretrained ResNet-50, anchors of size 16 added, SGD lr 1e-3, momentum 0.9, weight decay
+1e-4, lr x0.1 every 3 epochs, 10 epochs, batch 4, DSFD's data augmentation, the first three layers
+of the pretrained backbone frozen.
+
+Anchor mapping. torchvision's RPN head shares one convolution over all FPN levels, so every level
+needs the same number of anchors per location. The six sizes 16..512 are spread over the five
+levels as two sizes per level, each level's pair being its stride-matched size and twice that::
+
+    P2 (stride 4)  -> 16, 32        P3 (stride 8)  -> 32, 64       P4 (stride 16) -> 64, 128
+    P5 (stride 32) -> 128, 256      pool (stride 64) -> 256, 512
+
+with aspect ratios 0.5, 1, 2 (torchvision's) at every size: 6 anchors per location. The union is
+exactly torchvision's default set (32..512, one per level) plus 16 on the finest level.
+
+Pretrained weights are loaded only from the torch hub cache (``$TORCH_HOME/hub/checkpoints``),
+never downloaded. Without them the backbone trains from scratch with ordinary BatchNorm (a
+FrozenBatchNorm2d without ImageNet statistics would be a fixed identity-like affine and the
+deep, un-normalized ResNet would train poorly) and no layer is frozen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weights, ResNet101_Weights
+from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Weights
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models import resnet as torchvision_resnet
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops import FrozenBatchNorm2d
+
+from safefakes.common.errors import SafefakesError
+from safefakes.detect.hparams import PredictConfig, TrainConfig
+from safefakes.detect.registry import DetectorSpec, TrainTransform
+from safefakes.detect.transforms import SsdStyleAugmentConfig, build_ssd_style_transform
+
+LOGGER = logging.getLogger(__name__)
+
+#: torchvision FPN on a ResNet: levels '0', '1', '2', '3' (strides 4..32) and 'pool' (stride 64).
+FPN_LEVELS = 5
+NORM_LAYERS = {"frozen_batch_norm": FrozenBatchNorm2d, "batch_norm": nn.BatchNorm2d}
+PRETRAINED_CHOICES = ("imagenet", "coco", "none")
+#: ImageNet classification weights per backbone name (their file names locate them in the hub cache).
+IMAGENET_WEIGHTS = {
+    "resnet18": ResNet18_Weights.IMAGENET1K_V1,
+    "resnet34": ResNet34_Weights.IMAGENET1K_V1,
+    "resnet50": ResNet50_Weights.IMAGENET1K_V1,
+    "resnet101": ResNet101_Weights.IMAGENET1K_V1,
+}
+
+
+@dataclass(frozen=True)
+class FasterRcnnConfig:
+    """Every model hyper-parameter of the Faster R-CNN face detector (the ``model`` section).
+
+    Values not set by the paper are torchvision's ``FasterRCNN`` defaults, except the detection
+    output (``box_score_thresh``, ``box_detections_per_img``), which WIDER's PR curve needs low/large.
+    """
+
+    backbone: str = "resnet50"  # paper: ResNet-50 with FPN
+    width_per_group: int = 64  # ResNet bottleneck width (torchvision's 64); the CPU demo may shrink it
+    fpn_channels: int = 256  # FPN output channels (torchvision's 256)
+    box_representation_size: int = 1024  # TwoMLPHead width (torchvision's 1024)
+    pretrained: str = "imagenet"  # paper: ImageNet backbone; "coco" = torchvision's COCO detector; used only if cached
+    trainable_backbone_layers: int = 2  # paper: first three of conv1, layer1..4 frozen; used only with pretrained weights
+    norm_layer_pretrained: str = "frozen_batch_norm"  # torchvision's choice for a pretrained backbone
+    norm_layer_from_scratch: str = "batch_norm"  # learnable BN when no ImageNet statistics exist
+    num_classes: int = 2  # background + face
+    anchor_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (32, 64), (64, 128), (128, 256), (256, 512))  # paper: + size 16
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # torchvision default, at every level
+    min_size: int = 800  # GeneralizedRCNNTransform: shorter side resized to this
+    max_size: int = 1333  # GeneralizedRCNNTransform: longer side capped at this
+    image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet
+    image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)  # ImageNet
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_nms_thresh: float = 0.7
+    rpn_fg_iou_thresh: float = 0.7
+    rpn_bg_iou_thresh: float = 0.3
+    rpn_batch_size_per_image: int = 256
+    rpn_positive_fraction: float = 0.5
+    box_score_thresh: float = 0.01  # low: the WIDER evaluation sweeps all thresholds (torchvision: 0.05)
+    box_nms_thresh: float = 0.5
+    box_detections_per_img: int = 750  # WIDER images hold up to ~1000 faces (torchvision: 100)
+    box_fg_iou_thresh: float = 0.5
+    box_bg_iou_thresh: float = 0.5
+    box_batch_size_per_image: int = 512
+    box_positive_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        if len(self.anchor_sizes) != FPN_LEVELS:
+            raise SafefakesError(f"model.anchor_sizes needs one list per FPN level ({FPN_LEVELS}), got {len(self.anchor_sizes)}")
+        if len({len(sizes) for sizes in self.anchor_sizes}) != 1:
+            raise SafefakesError("model.anchor_sizes: every FPN level needs the same number of sizes (the RPN head is shared)")
+        if self.pretrained not in PRETRAINED_CHOICES:
+            raise SafefakesError(f"model.pretrained must be one of {', '.join(PRETRAINED_CHOICES)}, got {self.pretrained!r}")
+        if self.backbone not in IMAGENET_WEIGHTS:
+            raise SafefakesError(f"model.backbone must be one of {', '.join(IMAGENET_WEIGHTS)}, got {self.backbone!r}")
+        for key in (self.norm_layer_pretrained, self.norm_layer_from_scratch):
+            if key not in NORM_LAYERS:
+                raise SafefakesError(f"model norm layer must be one of {', '.join(NORM_LAYERS)}, got {key!r}")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> FasterRcnnConfig:
+        """Build from the ``model`` mapping (lists become tuples)."""
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise SafefakesError(f"unknown key(s) in faster_rcnn model: {', '.join(unknown)}")
+        if "anchor_sizes" in raw:
+            raw["anchor_sizes"] = tuple(tuple(int(s) for s in level) for level in raw["anchor_sizes"])
+        for key in ("aspect_ratios", "image_mean", "image_std"):
+            if key in raw:
+                raw[key] = tuple(float(v) for v in raw[key])
+        return cls(**raw)
+
+
+def cached_weights_file(url: str) -> Path | None:
+    """The torch hub cache file of a torchvision weights URL, or ``None`` when it is not there."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    return path if path.is_file() else None
+
+
+def _pretrained_state(config: FasterRcnnConfig) -> tuple[str, dict[str, torch.Tensor]] | None:
+    """``(description, state_dict)`` of the cached pretrained weights the config asks for, if present."""
+    if config.pretrained == "none":
+        return None
+    if config.pretrained == "coco":
+        if config.backbone != "resnet50":
+            raise SafefakesError("model.pretrained 'coco' exists only for backbone resnet50")
+        url = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url
+    else:
+        url = IMAGENET_WEIGHTS[config.backbone].url
+    path = cached_weights_file(url)
+    if path is None:
+        LOGGER.info("faster_rcnn: no %s weights in the torch hub cache (%s); training from scratch", config.pretrained, Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name)
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if config.pretrained == "imagenet":
+        state = {f"backbone.body.{k}": v for k, v in state.items() if not k.startswith("fc.")}
+    return f"{config.pretrained} weights {path}", state
+
+
+def _load_matching(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[int, int]:
+    """Copy the tensors of ``state`` whose name and shape match the model; returns ``(loaded, skipped)``."""
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return len(matching), len(state) - len(matching)
+
+
+#: torchvision's MultiScaleRoIAlign output size in the Faster R-CNN box head.
+ROI_POOL_SIZE = 7
+#: ResNet stages from the input side; a pretrained backbone keeps the first ones frozen.
+RESNET_STAGES = ("layer4", "layer3", "layer2", "layer1", "conv1")
+
+
+def build_resnet_fpn(config: FasterRcnnConfig, norm_layer: type[nn.Module], trainable_layers: int) -> BackboneWithFPN:
+    """ResNet body (bottleneck width from the config) with an FPN of ``config.fpn_channels`` over layer1..layer4."""
+    kwargs: dict[str, Any] = {"weights": None, "norm_layer": norm_layer}
+    if config.width_per_group != 64:
+        if config.backbone in ("resnet18", "resnet34"):
+            raise SafefakesError("model.width_per_group applies to bottleneck ResNets (resnet50, resnet101) only")
+        kwargs["width_per_group"] = config.width_per_group
+    body = getattr(torchvision_resnet, config.backbone)(**kwargs)
+    trainable = RESNET_STAGES[:trainable_layers] + (("bn1",) if trainable_layers == len(RESNET_STAGES) else ())
+    for name, parameter in body.named_parameters():
+        if not name.startswith(trainable):
+            parameter.requires_grad_(False)
+    stage_channels = body.inplanes // 8  # layer1's output channels: 64 (basic block) or 256 (bottleneck)
+    return BackboneWithFPN(
+        body,
+        return_layers={f"layer{index}": str(index - 1) for index in range(1, 5)},
+        in_channels_list=[stage_channels * 2**index for index in range(4)],
+        out_channels=config.fpn_channels,
+        extra_blocks=LastLevelMaxPool(),
+        norm_layer=None,
+    )
+
+
+def build_faster_rcnn(raw_config: Mapping[str, Any]) -> FasterRCNN:
+    """Build the face Faster R-CNN described by the ``model`` mapping (see :class:`FasterRcnnConfig`)."""
+    config = FasterRcnnConfig.from_dict(raw_config)
+    pretrained = _pretrained_state(config)
+    norm_name = config.norm_layer_pretrained if pretrained else config.norm_layer_from_scratch
+    trainable_layers = config.trainable_backbone_layers if pretrained else 5
+    backbone = build_resnet_fpn(config, NORM_LAYERS[norm_name], trainable_layers)
+    anchors = AnchorGenerator(sizes=config.anchor_sizes, aspect_ratios=(config.aspect_ratios,) * FPN_LEVELS)
+    model = FasterRCNN(
+        backbone,
+        num_classes=None,  # given by the box predictor
+        min_size=config.min_size,
+        max_size=config.max_size,
+        image_mean=list(config.image_mean),
+        image_std=list(config.image_std),
+        rpn_anchor_generator=anchors,
+        box_head=TwoMLPHead(config.fpn_channels * ROI_POOL_SIZE**2, config.box_representation_size),
+        box_predictor=FastRCNNPredictor(config.box_representation_size, config.num_classes),
+        rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n_train,
+        rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
+        rpn_post_nms_top_n_test=config.rpn_post_nms_top_n_test,
+        rpn_nms_thresh=config.rpn_nms_thresh,
+        rpn_fg_iou_thresh=config.rpn_fg_iou_thresh,
+        rpn_bg_iou_thresh=config.rpn_bg_iou_thresh,
+        rpn_batch_size_per_image=config.rpn_batch_size_per_image,
+        rpn_positive_fraction=config.rpn_positive_fraction,
+        box_score_thresh=config.box_score_thresh,
+        box_nms_thresh=config.box_nms_thresh,
+        box_detections_per_img=config.box_detections_per_img,
+        box_fg_iou_thresh=config.box_fg_iou_thresh,
+        box_bg_iou_thresh=config.box_bg_iou_thresh,
+        box_batch_size_per_image=config.box_batch_size_per_image,
+        box_positive_fraction=config.box_positive_fraction,
+    )
+    if pretrained:
+        description, state = pretrained
+        loaded, skipped = _load_matching(model, state)
+        LOGGER.info("faster_rcnn: using %s (%d tensors loaded, %d skipped), %s, %d trainable backbone layers", description, loaded, skipped, norm_name, trainable_layers)
+    else:
+        LOGGER.info("faster_rcnn: no pretrained weights used; backbone from scratch with %s, all layers trainable", norm_name)
+    return model
+
+
+def build_faster_rcnn_transform(raw_augment: Mapping[str, Any]) -> TrainTransform:
+    """The DSFD-style training augmentation (paper: "the same data augmentation as DSFD")."""
+    return build_ssd_style_transform(SsdStyleAugmentConfig.from_dict(raw_augment))
+
+
+def _plain(obj: Any) -> Any:
+    """A dataclass as JSON-ready nested dicts and lists."""
+    return json.loads(json.dumps(dataclasses.asdict(obj)))
+
+
+SPEC = DetectorSpec(
+    name="faster_rcnn",
+    build_model=build_faster_rcnn,
+    build_train_transform=build_faster_rcnn_transform,
+    paper_hparams={
+        "model": _plain(FasterRcnnConfig()),
+        "augment": _plain(SsdStyleAugmentConfig()),
+        "train": _plain(TrainConfig()),
+        "predict": _plain(PredictConfig()),
+    },
+)
