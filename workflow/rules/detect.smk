@@ -27,7 +27,7 @@ rule train_detector:
         runtime=grows_with_attempt(1440),
         gpu=1,
     shell:
-        "safefakes train --detector {wildcards.detector} --wider-root {input.data} --split train"
+        "OMP_NUM_THREADS={threads} safefakes train --detector {wildcards.detector} --wider-root {input.data} --split train"
         " --hparams {params.hparams} --iterations {params.iterations} --checkpoints {params.checkpoints}"
         " --state-dir {params.state_dir} --seed {params.seed} --device {params.device} 2> {log}"
 
@@ -53,7 +53,7 @@ rule predict_val:
         runtime=grows_with_attempt(240),
         gpu=1,
     shell:
-        "safefakes predict --checkpoint {input.checkpoint} --wider-root {input.root} --split val"
+        "OMP_NUM_THREADS={threads} safefakes predict --checkpoint {input.checkpoint} --wider-root {input.root} --split val"
         " --hparams {params.hparams} --out {output} --device {params.device} 2> {log}"
 
 

@@ -22,7 +22,7 @@ rule image_metrics:
         mem_mb=grows_with_attempt(4000),
         runtime=grows_with_attempt(240),
     shell:
-        "safefakes metrics --original {input.original} --anonymized {input.anonymized} --split train"
+        "OMP_NUM_THREADS={threads} safefakes metrics --original {input.original} --anonymized {input.anonymized} --split train"
         " --max-faces {params.max_faces} {params.metrics} --out {output} 2> {log}"
 
 
@@ -95,7 +95,7 @@ rule reid:
         mem_mb=grows_with_attempt(2000),
         runtime=grows_with_attempt(60),
     shell:
-        "safefakes reid --identities {input.identities} --method {wildcards.method} {params.strength}"
+        "OMP_NUM_THREADS={threads} safefakes reid --identities {input.identities} --method {wildcards.method} {params.strength}"
         " --threshold {params.threshold} --out-csv {output.summary} --out-scores {output.scores} 2> {log}"
 
 

@@ -1,4 +1,4 @@
-"""Sub-commands of the detect stage: ``train`` and ``predict``."""
+"""Sub-commands of the detect stage: ``train``, ``predict`` and ``hparams``."""
 
 from __future__ import annotations
 
@@ -34,14 +34,35 @@ def _predict(args: argparse.Namespace) -> int:
     from safefakes.detect.predict import predict
 
     overrides = load_hparams_argument(args.hparams)
-    predict_section = overrides["predict"] if "predict" in overrides else overrides
+    # A whole hyper-parameter mapping (as the workflow passes it) contributes its predict section only.
+    sections = {"model", "augment", "train", "predict"}
+    predict_section = overrides.get("predict", {}) if sections & set(overrides) else overrides
     count = predict(args.checkpoint, args.wider_root, args.out, split=args.split, device=args.device, predict_overrides=predict_section)
     print(f"{count} prediction files in {args.out}")
     return 0
 
 
+def _hparams(args: argparse.Namespace) -> int:
+    import json
+
+    from safefakes.detect.hparams import resolve_hparams
+    from safefakes.detect.registry import get_detector
+
+    resolved = resolve_hparams(get_detector(args.detector).paper_hparams, load_hparams_argument(args.hparams))
+    print(json.dumps(resolved, indent=2, sort_keys=True, default=list))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this stage's sub-commands to the top-level parser."""
+    hparams = subparsers.add_parser(
+        "hparams",
+        help="print a detector's hyper-parameters (the paper's values, with optional overrides)",
+        description="Print the hyper-parameters a training run would use: the paper's values merged with --hparams.",
+    )
+    hparams.add_argument("--detector", required=True, choices=sorted(DETECTOR_SPECS), help="which detector")
+    hparams.add_argument("--hparams", help="overrides as for 'safefakes train'")
+    hparams.set_defaults(func=_hparams)
     train = subparsers.add_parser(
         "train",
         help="train a face detector on a WIDER FACE split",
@@ -71,5 +92,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--split", default="val", choices=("train", "val"), help="split to predict (default: val)")
     predict.add_argument("--out", required=True, help="prediction folder (replaced atomically)")
     predict.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: CUDA when available")
-    predict.add_argument("--hparams", help="overrides of the predict section: inline JSON or a file ({...} or {\"predict\": {...}})")
+    predict.add_argument("--hparams", help="overrides of the predict section: inline JSON or a file ({...}, or a mapping of sections whose predict part is used)")
     predict.set_defaults(func=_predict)

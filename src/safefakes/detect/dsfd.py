@@ -58,6 +58,12 @@ def build_dsfd_transform(augment_hparams: Mapping[str, Any]) -> TrainTransform:
     return DSFDTrainTransform(DSFDAugmentConfig.from_dict(augment_hparams))
 
 
-SPEC = DetectorSpec(name="dsfd", build_model=build_dsfd, build_train_transform=build_dsfd_transform, paper_hparams=PAPER_HPARAMS)
+SPEC = DetectorSpec(
+    name="dsfd",
+    build_model=build_dsfd,
+    build_train_transform=build_dsfd_transform,
+    paper_hparams=PAPER_HPARAMS,
+    configure_inference=apply_predict_hparams,
+)
 
 __all__ = ["PAPER_HPARAMS", "SPEC", "apply_predict_hparams", "build_dsfd", "build_dsfd_transform"]

@@ -117,7 +117,11 @@ def predict(
 ) -> int:
     """Write one prediction file per image of ``split``; returns the number of images."""
     detector = load_detector(checkpoint, select_device(device))
-    config = PredictConfig.from_dict(deep_merge(detector.hparams.get("predict", {}), dict(predict_overrides or {})))
+    predict_hparams = deep_merge(detector.hparams.get("predict", {}), dict(predict_overrides or {}))
+    config = PredictConfig.from_dict(predict_hparams)
+    configure_inference = get_detector(detector.name).configure_inference
+    if configure_inference is not None:
+        configure_inference(detector.model, predict_hparams)
     layout = WiderLayout(Path(wider_root))
     annotations, _ = load_split(wider_root, split)
     if not annotations:

@@ -37,13 +37,16 @@ class DetectorSpec:
 
     ``build_model`` receives the ``model`` mapping of the detector's hyper-parameters and
     ``build_train_transform`` the ``augment`` mapping; ``paper_hparams`` is the full set of the
-    paper's values (sections ``model``, ``augment``, ``train``, ``predict``).
+    paper's values (sections ``model``, ``augment``, ``train``, ``predict``). Detectors that run their
+    own post-processing (score threshold, NMS, top-k) take the ``predict`` section through
+    ``configure_inference(model, predict)`` before prediction.
     """
 
     name: str
     build_model: Callable[[Mapping[str, Any]], "nn.Module"]
     build_train_transform: Callable[[Mapping[str, Any]], TrainTransform]
     paper_hparams: Mapping[str, Any]
+    configure_inference: Callable[["nn.Module", Mapping[str, Any]], "nn.Module"] | None = None
 
 
 #: ``{detector}`` wildcard value -> ``module:attribute`` holding its :class:`DetectorSpec`.

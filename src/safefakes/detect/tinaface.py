@@ -74,7 +74,11 @@ def apply_predict_hparams(model: TinaFace, predict: Mapping[str, Any]) -> TinaFa
 
 
 SPEC = DetectorSpec(
-    name="tinaface", build_model=build_tinaface, build_train_transform=build_tinaface_transform, paper_hparams=PAPER_HPARAMS
+    name="tinaface",
+    build_model=build_tinaface,
+    build_train_transform=build_tinaface_transform,
+    paper_hparams=PAPER_HPARAMS,
+    configure_inference=apply_predict_hparams,
 )
 
 __all__ = ["PAPER_HPARAMS", "SPEC", "TinaFace", "apply_predict_hparams", "build_tinaface", "build_tinaface_transform"]
