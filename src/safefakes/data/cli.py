@@ -1,4 +1,5 @@
-"""Sub-commands of the data stage: ``synth`` (synthetic WIDER FACE) and ``fetch-wider`` (the real one)."""
+"""Sub-commands of the data stage: ``synth`` (synthetic WIDER FACE), ``synth-identities`` (identity photos for
+the re-identification test) and ``fetch-wider`` (the real WIDER FACE)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--config-json", default=None, help="SynthConfig settings as a JSON object (the config.yaml section)")
     synth.set_defaults(func=_run_synth)
 
+    identities = subparsers.add_parser(
+        "synth-identities",
+        help="write synthetic identity photos (folder per identity + identities.csv) for 'safefakes reid'",
+        description="Render several portraits of each synthetic identity (same face parameters, varied pose, expression, "
+        "light and background) into OUT/<identity>/<photo>.png with OUT/identities.csv (path, identity, face box).",
+    )
+    identities.add_argument("--out", required=True, type=Path, help="output folder (replaced atomically)")
+    identities.add_argument("--identities", required=True, type=int, help="number of identities")
+    identities.add_argument("--photos", required=True, type=int, help="photos per identity")
+    identities.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes; same identity pool as synth)")
+    identities.add_argument("--size", type=int, default=None, help="portrait side in px (default 224)")
+    identities.add_argument("--config-json", default=None, help="SynthIdentitiesConfig settings as a JSON object")
+    identities.set_defaults(func=_run_synth_identities)
+
     fetch = subparsers.add_parser(
         "fetch-wider",
         help="download, verify and unpack the real WIDER FACE archives",
@@ -41,21 +56,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.set_defaults(func=_run_fetch)
 
 
+def _config_settings(text: str | None) -> dict:
+    """The ``--config-json`` object as a dict (empty when not given)."""
+    if not text:
+        return {}
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SafefakesError(f"--config-json is not valid JSON ({error})") from None
+    if not isinstance(settings, dict):
+        raise SafefakesError("--config-json must be a JSON object")
+    return settings
+
+
 def _run_synth(args: argparse.Namespace) -> int:
     from safefakes.data.synth import SynthConfig, synthesize
 
-    settings = {}
-    if args.config_json:
-        try:
-            settings = json.loads(args.config_json)
-        except json.JSONDecodeError as error:
-            raise SafefakesError(f"--config-json is not valid JSON ({error})") from None
-        if not isinstance(settings, dict):
-            raise SafefakesError("--config-json must be a JSON object")
+    settings = _config_settings(args.config_json)
     if args.image_width is not None:
         settings["image_width"] = args.image_width
     config = SynthConfig.from_dict(settings)
     counts = synthesize(args.out, args.images, args.seed, val_images=args.val_images, config=config)
+    print(json.dumps(counts, sort_keys=True))
+    return 0
+
+
+def _run_synth_identities(args: argparse.Namespace) -> int:
+    from safefakes.data.synth_identities import SynthIdentitiesConfig, synthesize_identities
+
+    settings = _config_settings(args.config_json)
+    if args.size is not None:
+        settings["size_px"] = args.size
+    if args.out.exists() and not args.out.is_dir():
+        raise SafefakesError(f"--out exists and is not a folder: {args.out}")
+    counts = synthesize_identities(args.out, args.identities, args.photos, args.seed, SynthIdentitiesConfig.from_dict(settings))
     print(json.dumps(counts, sort_keys=True))
     return 0
 

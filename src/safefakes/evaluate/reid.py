@@ -93,16 +93,37 @@ class ReidConfig:
 
 @dataclass(frozen=True)
 class IdentitySample:
-    """One photo of one identity; ``box`` (x, y, w, h) is known for synthetic data, else found by dlib."""
+    """One photo of one identity; ``box`` (x, y, w, h) is known for synthetic data, else found by dlib.
+
+    With ``box_is_face`` the box is the face itself (drawn identity photos dlib's detector may miss): the
+    descriptor is taken from it directly, aligned by the 5-point predictor, without detection; otherwise a
+    given box only bounds the region searched.
+    """
 
     key: str
     path: Path
     identity: str
     box: Box | None = None
+    box_is_face: bool = False
+
+
+def _parse_box(value: str | None, where: str) -> Box | None:
+    """An ``x y w h`` cell (pixels); empty is ``None``."""
+    if not value or not value.strip():
+        return None
+    parts = value.split()
+    try:
+        x, y, w, h = (round(float(part)) for part in parts)
+    except ValueError:
+        raise SafefakesError(f"{where}: box must be 'x y w h' numbers, got {value!r}") from None
+    if w < 1 or h < 1:
+        raise SafefakesError(f"{where}: box width and height must be positive, got {value!r}")
+    return (x, y, w, h)
 
 
 def read_identity_csv(root: Path) -> list[IdentitySample]:
-    """``identities.csv`` with ``path`` and ``identity`` (or ``identities``, ``;``-separated) columns.
+    """``identities.csv`` with ``path`` and ``identity`` (or ``identities``, ``;``-separated) columns, and an
+    optional ``box`` column (``x y w h``): the known face box, described without detection.
 
     Photos showing several identities cannot be attributed to one face and are skipped (logged).
     """
@@ -117,7 +138,8 @@ def read_identity_csv(root: Path) -> list[IdentitySample]:
             if len(names) != 1:
                 skipped += 1
                 continue
-            samples.append(IdentitySample(row["path"], root / row["path"], names[0]))
+            box = _parse_box(row.get("box"), f"{root / 'identities.csv'} ({row['path']})")
+            samples.append(IdentitySample(row["path"], root / row["path"], names[0], box, box_is_face=box is not None))
     if skipped:
         LOG.info("%s: skipped %d photos with more than one identity", root, skipped)
     return samples
@@ -234,9 +256,11 @@ def load_working_image(sample: IdentitySample, config: ReidConfig) -> tuple[np.n
     return image, (None if sample.box is None else _scale_box(sample.box, scale))
 
 
-def acquire(model: FaceDescriptorModel, image_bgr: np.ndarray, region: Box | None) -> Acquisition:
-    """Detect the largest face (inside ``region`` if given) and describe it."""
+def acquire(model: FaceDescriptorModel, image_bgr: np.ndarray, region: Box | None, known_face: Box | None = None) -> Acquisition:
+    """Detect the largest face (inside ``region`` if given) and describe it; a ``known_face`` box is described as is."""
     rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    if known_face is not None:
+        return Acquisition(model.describe_box(rgb, known_face), known_face)
     x0, y0 = (region[0], region[1]) if region else (0, 0)
     search = rgb if region is None else rgb[y0 : y0 + region[3], x0 : x0 + region[2]]
     boxes = model.detect(search)
@@ -256,8 +280,12 @@ def acquire_originals(samples: Sequence[IdentitySample], model: FaceDescriptorMo
     results = []
     for sample in progress(samples, desc="describe originals", unit="photo"):
         image, given = load_working_image(sample, config)
-        results.append(acquire(model, image, _search_region(given, config, image.shape)))
+        results.append(acquire(model, image, _search_region(given, config, image.shape), _known_face(sample, given)))
     return results
+
+
+def _known_face(sample: IdentitySample, given: Box | None) -> Box | None:
+    return given if sample.box_is_face else None
 
 
 def acquire_anonymized(
@@ -281,7 +309,7 @@ def acquire_anonymized(
         x, y, w, h = _grow_box(target, config.anonymize_box_scale, image.shape)
         rng = np.random.default_rng([config.seed, index])
         anonymized = anonymize(image.copy(), [FaceBox(x, y, w, h)], rng)
-        results.append(acquire(model, anonymized, _search_region(given, config, image.shape)))
+        results.append(acquire(model, anonymized, _search_region(given, config, image.shape), _known_face(sample, given)))
     return results
 
 
