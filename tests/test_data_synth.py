@@ -80,6 +80,9 @@ def test_same_seed_same_bytes_other_seed_differs(small_root: Path, tmp_path: Pat
     other = tmp_path / "other"
     synthesize(other, 10, seed=6, val_images=4, config=SMALL)
     assert _tree_digest(other) != _tree_digest(small_root)
+    parallel = tmp_path / "parallel"
+    synthesize(parallel, 10, seed=5, val_images=4, config=SMALL, workers=2)
+    assert _tree_digest(parallel) == _tree_digest(small_root)
 
 
 def test_images_do_not_depend_on_how_many_are_made() -> None:

@@ -17,13 +17,13 @@ if SOURCE == "synthetic":
             "results/logs/synth_dataset.log",
         benchmark:
             "results/benchmarks/synth_dataset.tsv"
-        threads: 1
+        threads: 2
         resources:
             mem_mb=2000,
             runtime=30,
         shell:
             "safefakes synth --out {output} --images {params.images} --val-images {params.val_images}"
-            " --image-width {params.image_width} --seed {params.seed} 2> {log}"
+            " --image-width {params.image_width} --seed {params.seed} --workers {threads} 2> {log}"
 
 
 if SOURCE == "wider":

@@ -13,8 +13,10 @@ validation annotations (numbers in :class:`SynthConfig`).
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -466,21 +468,30 @@ def split_counts(n_images: int, val_images: int | None, config: SynthConfig) -> 
     return n_images - val_images, val_images
 
 
-def _write_split(root: Path, split: str, n_images: int, seed: int, config: SynthConfig) -> list[SynthImage]:
-    """Render and write one split's images; returns them without pixels (for the annotation files)."""
-    layout = WiderLayout(root)
-    images: list[SynthImage] = []
-    encode = [int(cv2.IMWRITE_JPEG_QUALITY), config.jpeg_quality]
-    for index in progress(range(n_images), desc=f"synth {split}", total=n_images, unit="img"):
-        image = render_image(seed, split, index, config)
-        ok, data = cv2.imencode(".jpg", image.pixels, encode)
-        if not ok:
-            raise SafefakesError(f"could not encode {image.name}")
-        path = layout.image_path(split, image.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data.tobytes())
-        images.append(SynthImage(name=image.name, pixels=np.empty(0, np.uint8), faces=image.faces))
-    return images
+def _render_and_write(root: Path, split: str, index: int, seed: int, config: SynthConfig) -> SynthImage:
+    """Render image ``index`` of ``split``, write it as JPEG, and return it without pixels."""
+    image = render_image(seed, split, index, config)
+    ok, data = cv2.imencode(".jpg", image.pixels, [int(cv2.IMWRITE_JPEG_QUALITY), config.jpeg_quality])
+    if not ok:
+        raise SafefakesError(f"could not encode {image.name}")
+    path = WiderLayout(root).image_path(split, image.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.tobytes())
+    return SynthImage(name=image.name, pixels=np.empty(0, np.uint8), faces=image.faces)
+
+
+def _write_split(root: Path, split: str, n_images: int, seed: int, config: SynthConfig, workers: int = 1) -> list[SynthImage]:
+    """Render and write one split's images (in ``workers`` processes); returns them without pixels.
+
+    Every image depends only on ``(seed, split, index)``, so the bytes are the same for any ``workers``.
+    """
+    render = functools.partial(_render_and_write, root, split, seed=seed, config=config)
+    indices = range(n_images)
+    if workers <= 1:
+        return list(progress(map(render, indices), desc=f"synth {split}", total=n_images, unit="img"))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        chunk = max(1, n_images // (4 * workers))
+        return list(progress(pool.map(render, indices, chunksize=chunk), desc=f"synth {split}", total=n_images, unit="img"))
 
 
 def _annotations(images: Sequence[SynthImage]) -> list[ImageAnnotation]:
@@ -507,13 +518,16 @@ def _write_ground_truth(root: Path, images: Sequence[SynthImage]) -> None:
 
 
 def synthesize(out_root: str | os.PathLike[str], n_images: int, seed: int, *, val_images: int | None = None,
-               config: SynthConfig | None = None) -> dict[str, int]:
-    """Write a complete synthetic WIDER FACE at ``out_root`` (replaced atomically). Returns image and face counts."""
+               config: SynthConfig | None = None, workers: int = 1) -> dict[str, int]:
+    """Write a complete synthetic WIDER FACE at ``out_root`` (replaced atomically). Returns image and face counts.
+
+    ``workers`` processes render in parallel; the output does not depend on their number.
+    """
     config = config or SynthConfig()
     config.validate()
     n_train, n_val = split_counts(n_images, val_images, config)
     with atomic_directory(out_root) as tmp:
-        splits = {"train": _write_split(tmp, "train", n_train, seed, config), "val": _write_split(tmp, "val", n_val, seed, config)}
+        splits = {split: _write_split(tmp, split, count, seed, config, workers) for split, count in (("train", n_train), ("val", n_val))}
         for split, images in splits.items():
             images.sort(key=lambda image: image.name)
             write_dataset_files(tmp, split, images)
