@@ -20,6 +20,8 @@ setup() {
         echo "run.sh: installing safefakes and its dependencies (a few minutes the first time)" >&2
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
         "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+        # MTCNN (the offline keypoint fallback) pins an old torch in its metadata: install it alone.
+        "$VENV/bin/python" -m pip install --quiet --no-deps "facenet-pytorch==2.6.0"
         touch "$stamp"
     fi
     # shellcheck disable=SC1091

@@ -19,6 +19,7 @@ from safefakes.common.errors import SafefakesError
 STAGE_CLI_MODULES = (
     "safefakes.data.cli",
     "safefakes.anonymize.cli",
+    "safefakes.anonymize.gan_cli",
     "safefakes.detect.cli",
     "safefakes.evaluate.cli",
     "safefakes.evaluate.privacy_cli",

@@ -250,6 +250,7 @@ ANONYMIZER_SPECS: dict[str, str] = {
     name: f"safefakes.anonymize.conventional:{name.upper()}_SPEC"
     for name in ("original", "blur", "fullblur", "pixelate", "blackout", "heavyblur", "gaussian9", "noise", "eyes")
 }
+ANONYMIZER_SPECS["deepprivacy"] = "safefakes.anonymize.gan.anonymizer:DEEPPRIVACY_SPEC"
 
 
 def register_anonymizer(name: str, target: str) -> None:

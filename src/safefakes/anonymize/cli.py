@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", required=True, help="anonymization method (see anonymize-methods)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter; repeatable (e.g. --param kernel=25)")
     parser.add_argument("--params-json", default=None, metavar="JSON", help="method parameters as a JSON object (merged with --param)")
+    parser.add_argument("--checkpoint", type=Path, default=None, metavar="FILE", help="generator checkpoint of a GAN method (from 'safefakes train-gan')")
     parser.add_argument("--wider-root", required=True, type=Path, metavar="ROOT", help="WIDER FACE root in the official layout")
     parser.add_argument("--split", required=True, choices=SPLITS)
     parser.add_argument("--out", required=True, type=Path, help="output dataset root (replaced if it exists)")
@@ -73,12 +74,22 @@ def collect_params(assignments: list[str], params_json: str | None) -> dict[str,
 
 def run_anonymize(args: argparse.Namespace) -> int:
     """Handler of ``safefakes anonymize``."""
+    params = collect_params(args.param, args.params_json)
+    if args.checkpoint is not None:
+        if "checkpoint" in params:
+            raise SafefakesError("give the checkpoint either with --checkpoint or as a parameter, not both")
+        params["checkpoint"] = str(args.checkpoint)
+    fields = {f.name for f in dataclasses.fields(get_anonymizer_spec(args.method).config_class)}
+    if args.checkpoint is not None and "checkpoint" not in fields:
+        raise SafefakesError(f"method {args.method} takes no --checkpoint")
+    if "checkpoint" in fields and not params.get("checkpoint"):
+        raise SafefakesError(f"method {args.method} needs --checkpoint FILE (a generator checkpoint from 'safefakes train-gan')")
     job = AnonymizeJob(
         wider_root=args.wider_root,
         split=args.split,
         out=args.out,
         method=args.method,
-        params=collect_params(args.param, args.params_json),
+        params=params,
         seed=args.seed,
         workers=args.workers,
         jpeg_quality=args.jpeg_quality,

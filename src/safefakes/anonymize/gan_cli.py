@@ -1,0 +1,50 @@
+"""Sub-command ``safefakes train-gan``: train a GAN anonymizer with checkpoints at several iteration counts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from safefakes.common.errors import SafefakesError
+
+#: GANs this command trains (CIAGAN and Sun2018 join later).
+TRAINABLE_GANS = ("deepprivacy",)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train-gan`` to the top-level parser."""
+    parser = subparsers.add_parser(
+        "train-gan",
+        help="train a GAN face anonymizer on face crops (resumable, checkpoints at several iterations)",
+        description=(
+            "Train GAN on TRAIN_SET (a synthetic WIDER FACE root or an FDF folder) and write CHECKPOINTS/iter_N.pt for "
+            "every N of --iterations plus CHECKPOINTS/train_log.csv. The resumable state lives in STATE_DIR; run the "
+            "same command again after a kill to continue where it stopped."
+        ),
+    )
+    parser.add_argument("--gan", required=True, choices=TRAINABLE_GANS)
+    parser.add_argument("--train-set", required=True, type=Path, metavar="ROOT_OR_FOLDER", help="synthetic WIDER FACE root or FDF folder")
+    parser.add_argument("--iterations", required=True, type=int, nargs="+", metavar="N", help="iteration counts to write checkpoints at")
+    parser.add_argument("--checkpoints", required=True, type=Path, metavar="DIR", help="folder of iter_N.pt and train_log.csv")
+    parser.add_argument("--state-dir", required=True, type=Path, metavar="DIR", help="folder of the resumable state.pt")
+    parser.add_argument("--hparams", default="{}", metavar="JSON", help='hyper-parameters as JSON: {"model": {...}, "train": {...}, "loss": {...}}')
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.set_defaults(func=run_train_gan)
+
+
+def run_train_gan(args: argparse.Namespace) -> int:
+    """Handler of ``safefakes train-gan``."""
+    from safefakes.anonymize.gan.training import GanTrainRequest, train_gan
+
+    try:
+        hparams = json.loads(args.hparams)
+    except json.JSONDecodeError as error:
+        raise SafefakesError(f"--hparams is not valid JSON: {error}") from None
+    if not isinstance(hparams, dict):
+        raise SafefakesError("--hparams must be a JSON object")
+    request = GanTrainRequest(args.gan, args.train_set, args.checkpoints, args.state_dir, hparams, tuple(args.iterations), args.seed, args.device)
+    paths = train_gan(request)
+    print(f"{args.gan}: checkpoints {', '.join(str(p) for p in paths)}")
+    return 0

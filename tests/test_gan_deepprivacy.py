@@ -1,0 +1,284 @@
+"""DeepPrivacy: crops, keypoints, model shapes, losses, exact resume, privacy and the dataset command."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from safefakes.anonymize import gan_cli
+from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE, build_anonymizer
+from safefakes.anonymize.gan.crops import block_boxes, context_square, keypoints_in_crop, make_face_crop, paste_inside_box
+from safefakes.anonymize.gan.deepprivacy import (
+    DeepPrivacyDiscriminator,
+    DeepPrivacyGenerator,
+    DeepPrivacyModelConfig,
+    WganGpConfig,
+    discriminator_loss,
+    generator_loss,
+    pose_maps,
+)
+from safefakes.anonymize.gan.keypoints import build_keypoint_source, match_people_to_faces, size_bin
+from safefakes.anonymize.gan.training import (
+    DeepPrivacyHparams,
+    GanTrainRequest,
+    ProgressiveSchedule,
+    fdf_crop_set,
+    iteration_generators,
+    load_crop_set,
+    load_gan_checkpoint,
+    make_batch,
+    train_gan,
+    write_gan_checkpoint,
+)
+from safefakes.cli import main
+from safefakes.common.errors import SafefakesError
+from safefakes.data.synth import SynthConfig, synthesize
+from safefakes.data.wider import FaceBox, FaceExtras
+
+TINY_MODEL = {"resolution": 16, "max_channels": 16, "min_channels": 8, "full_width_until": 8, "latent_channels": 4}
+TINY_TRAIN = {"batch_size": 4, "transition_images": 8, "stabilization_images": 8, "min_face_size": 12, "log_every": 1, "state_every": 2}
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic WIDER FACE root with ground-truth keypoints."""
+    root = tmp_path_factory.mktemp("synth") / "wider"
+    synthesize(root, 10, seed=4, config=SynthConfig.from_dict({"image_width": 384}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny generator checkpoint (the privacy properties do not depend on training)."""
+    torch.manual_seed(0)
+    hparams = DeepPrivacyHparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
+    path = tmp_path_factory.mktemp("ckpt") / "iter_1.pt"
+    write_gan_checkpoint(path, "deepprivacy", DeepPrivacyGenerator(hparams.model), hparams, 1, 16, 1.0, 0)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- crops, keypoints
+
+
+def test_crop_square_keypoints_and_paste_only_inside_box() -> None:
+    face = FaceBox(10, 20, 8, 12)
+    square = context_square(face, 2.0)
+    assert square.side == 24 and (square.x0, square.y0) == (2, 14)
+    points = keypoints_in_crop(np.array([[14.0, 26.0, 1], [100.0, 26.0, 1], [14.0, 26.0, 0]]), square)
+    assert np.allclose(points[0, :2], [12 / 24, 12 / 24]) and points[:, 2].tolist() == [1, 0, 0]
+    image = np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)
+    out = image.copy()
+    assert paste_inside_box(out, np.full((16, 16, 3), 7, np.uint8), square, face)
+    changed = np.any(out != image, axis=2)
+    assert (out[20:32, 10:18] == 7).all() and not changed[:20].any() and not changed[:, :10].any() and not changed[32:].any()
+    blocked = block_boxes(image, [face, FaceBox(-5, -5, 8, 8)])
+    assert (blocked[20:32, 10:18] == 0).all() and (blocked[0:3, 0:3] == 0).all() and np.array_equal(blocked[35:], image[35:])
+    crop = make_face_crop(blocked, face, None, 2.0, 16)
+    x0, y0, x1, y1 = crop.box
+    assert crop.pixels.shape == (16, 16, 3) and (crop.pixels[y0:y1, x0:x1] == 0).all() and crop.keypoints is None
+
+
+def test_size_bins_and_people_matching() -> None:
+    assert [size_bin(s) for s in (5, 10, 19.9, 49, 99, 150)] == ["<10", "10-20", "10-20", "20-50", "50-100", ">=100"]
+    faces = [FaceBox(0, 0, 10, 10), FaceBox(50, 50, 10, 10)]
+    person_b = np.array([[55, 55, 1], [53, 54, 1], [57, 54, 1], [51, 55, 1], [59, 55, 1], [50, 70, 1], [60, 70, 1]], float)
+    person_far = person_b + [200, 200, 0]
+    matched = match_people_to_faces([person_far, person_b], faces)
+    assert matched[0] is None and matched[1] is person_b
+    assert build_keypoint_source("none").detect(np.zeros((8, 8, 3), np.uint8), faces) == [None, None]
+    with pytest.raises(SafefakesError):
+        build_keypoint_source("bogus")
+
+
+def test_mtcnn_source_when_installed() -> None:
+    pytest.importorskip("facenet_pytorch")
+    source = build_keypoint_source("mtcnn")
+    found = source.detect(np.full((64, 64, 3), 128, np.uint8), [FaceBox(20, 20, 20, 20)])
+    assert found == [None]  # a flat grey image has no face; a found face would be a (7, 3) array with ears/shoulders absent
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+def test_shapes_at_every_stage_and_variants_build() -> None:
+    config = DeepPrivacyModelConfig.from_dict({"resolution": 32, "max_channels": 16, "min_channels": 8, "latent_channels": 4})
+    assert config.resolutions == [8, 16, 32]
+    generator, discriminator = DeepPrivacyGenerator(config), DeepPrivacyDiscriminator(config)
+    assert discriminator.input_channels == 6 and discriminator.from_rgb["32"].in_channels == 6
+    assert discriminator.blocks["32"].main[0][0].in_channels == config.channels(32) + config.num_keypoints
+    for resolution in config.resolutions:
+        condition = torch.randn(2, 3, resolution, resolution)
+        mask = torch.ones(2, 1, resolution, resolution)
+        keypoints = torch.rand(2, 7, 3)
+        for alpha in (0.5, 1.0):
+            out = generator(condition, mask, keypoints, torch.randn(generator.latent_shape(2)), alpha)
+            assert out.shape == (2, 3, resolution, resolution)
+            assert discriminator(out, condition, keypoints, alpha).shape == (2,)
+    assert torch.equal(out, condition)  # mask 1 everywhere: nothing to generate, the condition comes back
+    for flags in ({"discriminator_deep": True}, {"discriminator_wide": True}, {"discriminator_deep": True, "discriminator_wide": True}):
+        variant = DeepPrivacyModelConfig.from_dict({"resolution": 16, "max_channels": 16, **flags})
+        d = DeepPrivacyDiscriminator(variant)
+        assert d(torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16), None).shape == (2,)
+        assert (d.blocks["16"].shortcut is not None) == flags.get("discriminator_deep", False)
+    assert DeepPrivacyModelConfig().channels(8, wide=True) == round(256 * 2**0.5)
+    maps = pose_maps(torch.tensor([[[0.5, 0.25, 1.0], [0.9, 0.9, 0.0]]]), 8, 2, 1, torch.device("cpu"))
+    assert maps[0, 0, 2, 4] == 1 and maps.sum() == 1
+    with pytest.raises(SafefakesError):
+        DeepPrivacyModelConfig.from_dict({"resolution": 24})
+
+
+def test_progressive_schedule() -> None:
+    schedule = ProgressiveSchedule((8, 16, 32), transition_iterations=2, stabilization_iterations=3)
+    assert [schedule.at(i) for i in range(1, 14)] == [
+        (8, 1.0), (8, 1.0), (8, 1.0), (16, 0.5), (16, 1.0), (16, 1.0), (16, 1.0), (16, 1.0), (32, 0.5), (32, 1.0), (32, 1.0), (32, 1.0), (32, 1.0)
+    ]
+
+
+def test_losses_move_in_the_right_direction(synth_root: Path) -> None:
+    """A critic trained alone widens its Wasserstein estimate; a generator trained alone lowers its loss."""
+    torch.manual_seed(0)
+    hparams = DeepPrivacyHparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
+    crops = load_crop_set(synth_root, 16, hparams.train)
+    rng, gen = iteration_generators(0, 1)
+    batch = make_batch(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool), 16, 1.0, "black", gen, torch.device("cpu"))
+    generator, critic = DeepPrivacyGenerator(hparams.model), DeepPrivacyDiscriminator(hparams.model)
+    z, mix = torch.randn(generator.latent_shape(8)), torch.rand(8, 1, 1, 1)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.0, 0.99))
+    with torch.no_grad():
+        fake = generator(batch.condition, batch.mask, batch.keypoints, z)
+    estimates = []
+    for _ in range(30):
+        loss, terms = discriminator_loss(critic, batch.real, fake, batch.condition, batch.keypoints, 1.0, mix, hparams.loss)
+        assert np.isfinite(terms["gradient_penalty"]) and terms["gradient_penalty"] >= 0
+        estimates.append(terms["wasserstein"])
+        critic_opt.zero_grad()
+        loss.backward()
+        critic_opt.step()
+    assert np.mean(estimates[-5:]) > np.mean(estimates[:5]) + 0.1
+    critic.requires_grad_(False)
+    generator_opt = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.0, 0.99))
+    losses = []
+    for _ in range(30):
+        loss = generator_loss(critic, generator(batch.condition, batch.mask, batch.keypoints, z), batch.condition, batch.keypoints, 1.0)
+        losses.append(float(loss.detach()))
+        generator_opt.zero_grad()
+        loss.backward()
+        generator_opt.step()
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def _request(tmp: Path, train_set: Path, iterations: tuple[int, ...], name: str) -> GanTrainRequest:
+    return GanTrainRequest("deepprivacy", train_set, tmp / name / "ckpt", tmp / name / "state", {"model": TINY_MODEL, "train": TINY_TRAIN}, iterations, 3, "cpu")
+
+
+def test_exact_resume_matches_uninterrupted_run(synth_root: Path, tmp_path: Path) -> None:
+    straight = train_gan(_request(tmp_path, synth_root, (3, 6), "straight"))
+    train_gan(_request(tmp_path, synth_root, (3,), "resumed"))  # "killed" after its state at iteration 3
+    resumed = train_gan(_request(tmp_path, synth_root, (3, 6), "resumed"))
+    for a, b in zip(straight, resumed):
+        first, second = load_gan_checkpoint(a), load_gan_checkpoint(b)
+        assert first.iteration == second.iteration
+        assert all(torch.equal(first.generator_state[k], second.generator_state[k]) for k in first.generator_state)
+    states = [torch.load(tmp_path / n / "state" / "state.pt", weights_only=False) for n in ("straight", "resumed")]
+    assert all(torch.equal(states[0]["discriminator"][k], states[1]["discriminator"][k]) for k in states[0]["discriminator"])
+    with open(tmp_path / "resumed" / "ckpt" / "train_log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("d_loss", "g_loss", "gradient_penalty", "wasserstein"))
+    assert load_gan_checkpoint(resumed[-1]).resolution == 16  # 2 iterations at 8 px, then the 16 px fade-in
+
+
+def test_train_gan_command(synth_root: Path, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    gan_cli.register(parser.add_subparsers(dest="command"))
+    hparams = json.dumps({"model": TINY_MODEL, "train": TINY_TRAIN})
+    args = parser.parse_args(["train-gan", "--gan", "deepprivacy", "--train-set", str(synth_root), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s"), "--hparams", hparams, "--device", "cpu"])
+    assert args.func(args) == 0 and (tmp_path / "c" / "iter_2.pt").is_file()
+    bad = parser.parse_args(["train-gan", "--gan", "deepprivacy", "--train-set", str(tmp_path), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s"), "--hparams", "{\"oops\": 1}"])
+    with pytest.raises(SafefakesError, match="oops"):
+        bad.func(bad)
+
+
+def test_fdf_reader(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "images" / "32").mkdir(parents=True)
+    (tmp_path / "bounding_box").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "images" / "32" / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    np.save(tmp_path / "bounding_box" / "32.npy", np.array([[8, 8, 24, 24]] * 3))
+    landmarks = rng.uniform(0.2, 0.8, (3, 7, 2))
+    landmarks[0, 6] = [-0.1, 1.2]  # a shoulder outside the crop: not visible
+    np.save(tmp_path / "landmarks.npy", landmarks.reshape(3, -1))
+    crops = fdf_crop_set(tmp_path, 16)
+    assert crops.images.shape == (3, 16, 16, 3) and crops.boxes[0].tolist() == [4, 4, 12, 12]
+    assert crops.keypoints[0, 6, 2] == 0 and crops.keypoints[1, :, 2].all()
+
+
+# ---------------------------------------------------------------------------------------------- anonymization
+
+
+def _scene() -> tuple[np.ndarray, list[FaceBox], list[FaceExtras]]:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    faces = [FaceBox(10, 10, 30, 34), FaceBox(60, 30, 24, 24), FaceBox(100, 80, 6, 6), FaceBox(110, 70, 20, 30)]
+    kp = [[20, 20, 1], [25, 18, 1], [15, 18, 1], [30, 22, 1], [10, 22, 1], [35, 50, 1], [5, 50, 1]]
+    extras = [FaceExtras(keypoints7=kp), FaceExtras(), FaceExtras(), FaceExtras(keypoints7=[[p[0] + 100, p[1] + 60, 1] for p in kp])]
+    return image, faces, extras
+
+
+def _inside(faces: list[FaceBox], shape: tuple[int, ...]) -> np.ndarray:
+    mask = np.zeros(shape[:2], bool)
+    for f in faces:
+        mask[max(f.y, 0) : f.y + f.h, max(f.x, 0) : f.x + f.w] = True
+    return mask
+
+
+@pytest.mark.parametrize("blocking", ["black", "noise"])
+def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_path: Path, blocking: str) -> None:
+    checkpoint = tiny_checkpoint
+    if blocking == "noise":
+        payload = torch.load(tiny_checkpoint, weights_only=True)
+        hparams = json.loads(payload["hparams_json"])
+        hparams["model"]["input_blocking"] = "noise"
+        payload["hparams_json"] = json.dumps(hparams)
+        checkpoint = tmp_path / "noise.pt"
+        torch.save(payload, checkpoint)
+    anonymizer = build_anonymizer("deepprivacy", {"checkpoint": str(checkpoint), "keypoint_source": "none", "device": "cpu"})
+    image, faces, extras = _scene()
+    out, outcomes = anonymizer.anonymize(image.copy(), faces, extras, np.random.default_rng(5))
+    assert [o.anonymized for o in outcomes] == [True, True, False, True]
+    assert outcomes[2].reason == SKIP_BELOW_MIN_SIZE and outcomes[3].clipped
+    assert [o.detail for o in outcomes if o.anonymized] == ["kp=dataset,size=20-50", "kp=none,size=20-50", "kp=dataset,size=20-50"]
+    anonymized = [f for f, o in zip(faces, outcomes) if o.anonymized]
+    outside = ~_inside(anonymized, image.shape)
+    assert np.array_equal(out[outside], image[outside])
+    assert not np.array_equal(out[10:44, 10:40], image[10:44, 10:40])
+    altered = image.copy()
+    altered[_inside(anonymized, image.shape)] = np.random.default_rng(9).integers(0, 255, (int(_inside(anonymized, image.shape).sum()), 3))
+    out_altered, _ = anonymizer.anonymize(altered, faces, extras, np.random.default_rng(5))
+    assert np.array_equal(out_altered, out)
+    batched = anonymizer.anonymize_batch([image.copy(), image.copy()], [faces, faces], [extras, extras], [np.random.default_rng(5), np.random.default_rng(5)])
+    assert np.array_equal(batched[0][0], out) and np.array_equal(batched[1][0], out)
+
+
+def test_anonymize_command_is_deterministic(synth_root: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    common = ["anonymize", "--method", "deepprivacy", "--checkpoint", str(tiny_checkpoint), "--wider-root", str(synth_root), "--split", "train", "--seed", "2", "--param", "device=cpu"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / "WIDER_train").rglob("*.jpg"))
+    assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    counts = json.loads((tmp_path / "a" / "manifest.json").read_text())["counts"]
+    assert counts["faces_anonymized"] > 0 and all(k.startswith("kp=dataset,size=") for k in counts["face_details"])
+    assert sum(counts["face_details"].values()) == counts["faces_anonymized"]
+    assert main(["anonymize", "--method", "deepprivacy", "--wider-root", str(synth_root), "--split", "train", "--out", str(tmp_path / "c")]) == 1
+    assert main(["anonymize", "--method", "blur", "--checkpoint", str(tiny_checkpoint), "--wider-root", str(synth_root), "--split", "train", "--out", str(tmp_path / "c")]) == 1
