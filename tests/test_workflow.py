@@ -18,11 +18,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = PROJECT_ROOT / "Snakefile"
 SCHEMA = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
+#: The demo's shrunk detector settings (config.yaml), so the tiny run exercises the same models.
+DEMO_DETECTORS = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())["detectors"]
+
 TINY_CONFIG = {
     "dataset": {"source": "synthetic", "synthetic": {"train_images": 6, "val_images": 4, "image_width": 192, "seed": 1}},
     "anonymize": {"seed": 0, "workers": 1, "methods": {"original": {}, "blackout": {}}},
     "training": {"seed": 0, "device": "cpu", "iterations": [2, 4]},
-    "detectors": {"faster_rcnn": {"model": {"min_size": 192, "max_size": 256}}},
+    "detectors": {"faster_rcnn": DEMO_DETECTORS["faster_rcnn"]},
     "privacy": {
         "detector": "faster_rcnn",
         "metrics": {"names": ["l1", "l2", "ssim", "fid_face", "lpips", "fid"], "max_faces": 20},
