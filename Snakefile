@@ -3,12 +3,20 @@
 # workflow/schemas/config.schema.yaml. `config.yaml` is the demo preset; select another with
 # `--configfile config/paper.yaml`.
 
+import shlex
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "config.yaml"
+
+
+# Rules run `python -m safefakes` from this checkout's src/, so the same code runs in the local
+# virtualenv and in the conda environments of `--sdm conda` (which do not install the package).
+shell.prefix(f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
 include: "workflow/rules/common.smk"

@@ -20,6 +20,6 @@ rule anonymize_train:
         mem_mb=grows_with_attempt(2000),
         runtime=grows_with_attempt(120),
     shell:
-        "safefakes anonymize --method {wildcards.method} {params.method_args}"
+        "python -m safefakes anonymize --method {wildcards.method} {params.method_args}"
         " --wider-root {input.root} --split train --out {output}"
         " --workers {threads} --seed {params.seed} 2> {log}"

@@ -22,7 +22,7 @@ if SOURCE == "synthetic":
             mem_mb=2000,
             runtime=30,
         shell:
-            "safefakes synth --out {output} --images {params.images} --val-images {params.val_images}"
+            "python -m safefakes synth --out {output} --images {params.images} --val-images {params.val_images}"
             " --image-width {params.image_width} --seed {params.seed} --workers {threads} 2> {log}"
 
 
@@ -49,4 +49,4 @@ if SOURCE == "wider":
             mem_mb=2000,
             runtime=240,
         shell:
-            "safefakes fetch-wider --out {output} {params.archives} 2> {log}"
+            "python -m safefakes fetch-wider --out {output} {params.archives} 2> {log}"

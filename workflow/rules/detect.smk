@@ -27,7 +27,7 @@ rule train_detector:
         runtime=grows_with_attempt(1440),
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} safefakes train --detector {wildcards.detector} --wider-root {input.data} --split train"
+        "OMP_NUM_THREADS={threads} python -m safefakes train --detector {wildcards.detector} --wider-root {input.data} --split train"
         " --hparams {params.hparams} --iterations {params.iterations} --checkpoints {params.checkpoints}"
         " --state-dir {params.state_dir} --seed {params.seed} --device {params.device} 2> {log}"
 
@@ -53,7 +53,7 @@ rule predict_val:
         runtime=grows_with_attempt(240),
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} safefakes predict --checkpoint {input.checkpoint} --wider-root {input.root} --split val"
+        "OMP_NUM_THREADS={threads} python -m safefakes predict --checkpoint {input.checkpoint} --wider-root {input.root} --split val"
         " --hparams {params.hparams} --out {output} --device {params.device} 2> {log}"
 
 
@@ -79,5 +79,5 @@ rule evaluate_val:
         mem_mb=grows_with_attempt(2000),
         runtime=grows_with_attempt(30),
     shell:
-        "safefakes evaluate --pred {input.predictions} --gt {params.ground_truth}"
+        "python -m safefakes evaluate --pred {input.predictions} --gt {params.ground_truth}"
         " --out {output.ap} --curves {output.curves} --plot {output.plot} > {log} 2>&1"

@@ -21,7 +21,7 @@ rule fig4:
         mem_mb=1000,
         runtime=10,
     shell:
-        "safefakes plot-fig4 --detector {wildcards.detector} --iterations {params.iterations} {params.results}"
+        "python -m safefakes plot-fig4 --detector {wildcards.detector} --iterations {params.iterations} {params.results}"
         " --out-png {output.png} --out-csv {output.csv} 2> {log}"
 
 
@@ -44,5 +44,5 @@ rule fig6:
         mem_mb=1000,
         runtime=10,
     shell:
-        "safefakes plot-fig6 --detector {wildcards.detector} {params.results}"
+        "python -m safefakes plot-fig6 --detector {wildcards.detector} {params.results}"
         " --out-png {output.png} --out-csv {output.csv} 2> {log}"

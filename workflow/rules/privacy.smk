@@ -22,7 +22,7 @@ rule image_metrics:
         mem_mb=grows_with_attempt(4000),
         runtime=grows_with_attempt(240),
     shell:
-        "OMP_NUM_THREADS={threads} safefakes metrics --original {input.original} --anonymized {input.anonymized} --split train"
+        "OMP_NUM_THREADS={threads} python -m safefakes metrics --original {input.original} --anonymized {input.anonymized} --split train"
         " --max-faces {params.max_faces} {params.metrics} --out {output} 2> {log}"
 
 
@@ -48,7 +48,7 @@ rule table2:
         mem_mb=1000,
         runtime=10,
     shell:
-        "safefakes table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
+        "python -m safefakes table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
         " --gan-methods {params.gan_methods} --out-csv {output.csv} --out-png {output.png}"
         " --scatter-png {output.scatter} 2> {log}"
 
@@ -71,7 +71,7 @@ rule synth_identities:
         mem_mb=1000,
         runtime=10,
     shell:
-        "safefakes synth-identities --out {output} --identities {params.identities}"
+        "python -m safefakes synth-identities --out {output} --identities {params.identities}"
         " --photos {params.photos} --seed {params.seed} 2> {log}"
 
 
@@ -95,7 +95,7 @@ rule reid:
         mem_mb=grows_with_attempt(2000),
         runtime=grows_with_attempt(60),
     shell:
-        "OMP_NUM_THREADS={threads} safefakes reid --identities {input.identities} --method {wildcards.method} {params.strength}"
+        "OMP_NUM_THREADS={threads} python -m safefakes reid --identities {input.identities} --method {wildcards.method} {params.strength}"
         " --threshold {params.threshold} --out-csv {output.summary} --out-scores {output.scores} 2> {log}"
 
 
@@ -115,7 +115,7 @@ rule reid_table:
         mem_mb=1000,
         runtime=10,
     shell:
-        "safefakes reid-gather --inputs {input} --out {output} 2> {log}"
+        "python -m safefakes reid-gather --inputs {input} --out {output} 2> {log}"
 
 
 rule det_curves:
@@ -134,7 +134,7 @@ rule det_curves:
         mem_mb=1000,
         runtime=10,
     shell:
-        "safefakes plot-det --scores {input} --scenario {wildcards.scenario} --out {output} 2> {log}"
+        "python -m safefakes plot-det --scores {input} --scenario {wildcards.scenario} --out {output} 2> {log}"
 
 
 rule privacy_utility:
@@ -156,5 +156,5 @@ rule privacy_utility:
         mem_mb=1000,
         runtime=10,
     shell:
-        "safefakes plot-frontier --reid {input.reid} --ap {input.ap} --labels {params.labels}"
+        "python -m safefakes plot-frontier --reid {input.reid} --ap {input.ap} --labels {params.labels}"
         " --scenario naive --out {output} 2> {log}"
