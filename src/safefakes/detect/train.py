@@ -10,6 +10,7 @@ last state and, on CPU, ends with weights bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import csv
 import hashlib
 import io
@@ -231,23 +232,18 @@ class TrainingObjects:
     scaler: torch.amp.GradScaler
 
 
-def save_state(path: Path, objects: TrainingObjects, iteration: int, fingerprint: str) -> None:
-    """Write the resumable state atomically."""
-    payload = {
-        "format": STATE_FORMAT,
-        "fingerprint": fingerprint,
-        "iteration": iteration,
-        "model": objects.model.state_dict(),
-        "optimizer": objects.optimizer.state_dict(),
-        "scheduler": objects.scheduler.state_dict(),
-        "scaler": objects.scaler.state_dict(),
-        "rng": capture_rng_state(),
-    }
+def save_state(path: Path, objects: Any, iteration: int, fingerprint: str, state_format: str = STATE_FORMAT) -> None:
+    """Write the resumable state atomically: every field of the dataclass ``objects`` (each with a
+    ``state_dict``), the iteration, the run's fingerprint and the random number generators."""
+    payload = {"format": state_format, "fingerprint": fingerprint, "iteration": iteration, "rng": capture_rng_state()}
+    payload.update({field.name: getattr(objects, field.name).state_dict() for field in dataclasses.fields(objects)})
     atomic_write_bytes(path, _torch_bytes(payload))
 
 
-def try_resume(path: Path, objects: TrainingObjects, fingerprint: str, device: torch.device, checkpoints: Mapping[int, Path]) -> int:
-    """Load the state at ``path`` into ``objects`` and return its iteration; 0 when there is none to resume.
+def try_resume(
+    path: Path, objects: Any, fingerprint: str, device: torch.device, checkpoints: Mapping[int, Path], state_format: str = STATE_FORMAT
+) -> int:
+    """Load the state at ``path`` into the dataclass ``objects`` and return its iteration; 0 when there is none to resume.
 
     A state is not resumed when it belongs to another run or when a checkpoint it should already
     have written (``checkpoints``: iteration -> path) is missing.
@@ -255,17 +251,15 @@ def try_resume(path: Path, objects: TrainingObjects, fingerprint: str, device: t
     if not path.is_file():
         return 0
     payload = torch.load(path, map_location=device, weights_only=False)
-    if payload.get("format") != STATE_FORMAT or payload.get("fingerprint") != fingerprint:
+    if payload.get("format") != state_format or payload.get("fingerprint") != fingerprint:
         LOGGER.warning("ignoring %s: it belongs to another run (other data, hyper-parameters, seed or length)", path)
         return 0
     missing = [str(p) for n, p in checkpoints.items() if n <= payload["iteration"] and not p.is_file()]
     if missing:
         LOGGER.warning("ignoring %s: checkpoints it already wrote are missing (%s); training from the start", path, ", ".join(missing))
         return 0
-    objects.model.load_state_dict(payload["model"])
-    objects.optimizer.load_state_dict(payload["optimizer"])
-    objects.scheduler.load_state_dict(payload["scheduler"])
-    objects.scaler.load_state_dict(payload["scaler"])
+    for field in dataclasses.fields(objects):
+        getattr(objects, field.name).load_state_dict(payload[field.name])
     rng = payload["rng"]
     rng["torch"] = rng["torch"].cpu()
     if "cuda" in rng:

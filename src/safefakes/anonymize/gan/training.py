@@ -52,7 +52,7 @@ from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_bytes
 from safefakes.common.progress import progress
 from safefakes.data.wider import KEYPOINTS_7, WiderLayout, load_split
-from safefakes.detect.train import LossLog, capture_rng_state, checkpoint_name, cpu_state_dict, restore_rng_state, select_device
+from safefakes.detect.train import LossLog, checkpoint_name, cpu_state_dict, save_state, select_device, try_resume
 
 LOGGER = logging.getLogger(__name__)
 
@@ -394,49 +394,6 @@ def load_gan_checkpoint(path: str | Path, expected_gan: str | None = None) -> Ga
     return GanCheckpoint(payload["gan"], hparams, payload["generator"], int(payload["iteration"]), int(payload["resolution"]), float(payload["alpha"]))
 
 
-def save_state(path: Path, objects: GanObjects, iteration: int, fingerprint: str) -> None:
-    """Write the resumable state atomically."""
-    payload = {
-        "format": GAN_STATE_FORMAT,
-        "fingerprint": fingerprint,
-        "iteration": iteration,
-        "generator": objects.generator.state_dict(),
-        "discriminator": objects.discriminator.state_dict(),
-        "g_optimizer": objects.g_optimizer.state_dict(),
-        "d_optimizer": objects.d_optimizer.state_dict(),
-        "g_scaler": objects.g_scaler.state_dict(),
-        "d_scaler": objects.d_scaler.state_dict(),
-        "rng": capture_rng_state(),
-    }
-    atomic_write_bytes(path, _torch_bytes(payload))
-
-
-def try_resume(path: Path, objects: GanObjects, fingerprint: str, device: torch.device, checkpoints: Mapping[int, Path]) -> int:
-    """Load the state at ``path`` into ``objects``; returns its iteration, 0 when there is nothing to resume.
-
-    A state of another run (fingerprint) or one whose earlier checkpoints are missing is ignored.
-    """
-    if not path.is_file():
-        return 0
-    payload = torch.load(path, map_location=device, weights_only=False)
-    if payload.get("format") != GAN_STATE_FORMAT or payload.get("fingerprint") != fingerprint:
-        LOGGER.warning("ignoring %s: it belongs to another run (other data, hyper-parameters or seed)", path)
-        return 0
-    missing = [str(p) for n, p in checkpoints.items() if n <= payload["iteration"] and not p.is_file()]
-    if missing:
-        LOGGER.warning("ignoring %s: checkpoints it already wrote are missing (%s); training from the start", path, ", ".join(missing))
-        return 0
-    for name in ("generator", "discriminator", "g_optimizer", "d_optimizer", "g_scaler", "d_scaler"):
-        getattr(objects, name).load_state_dict(payload[name])
-    rng = payload["rng"]
-    rng["torch"] = rng["torch"].cpu()
-    if "cuda" in rng:
-        rng["cuda"] = [s.cpu() for s in rng["cuda"]]
-    restore_rng_state(rng)
-    LOGGER.info("resuming from %s at iteration %d", path, payload["iteration"])
-    return int(payload["iteration"])
-
-
 # --------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------
@@ -519,7 +476,7 @@ def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Pa
     state_path = request.state_dir / STATE_FILE_NAME
     fingerprint = _fingerprint(request, hparams, crops.digest())
     checkpoint_paths = {n: request.checkpoints_dir / checkpoint_name(n) for n in checkpoints}
-    start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths)
+    start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths, state_format=GAN_STATE_FORMAT)
     request.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     request.state_dir.mkdir(parents=True, exist_ok=True)
     log = LossLog(request.checkpoints_dir / LOG_FILE_NAME)
@@ -540,7 +497,7 @@ def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Pa
         if iteration in checkpoint_paths:
             write_gan_checkpoint(checkpoint_paths[iteration], request.gan, objects.generator, hparams, iteration, resolution, alpha, request.seed)
         if iteration in checkpoint_paths or iteration % train.state_every == 0:
-            save_state(state_path, objects, iteration, fingerprint)
+            save_state(state_path, objects, iteration, fingerprint, state_format=GAN_STATE_FORMAT)
             log.write()
     log.write()
     return list(checkpoint_paths.values())
