@@ -141,10 +141,26 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _torch_bytes(obj: Any) -> bytes:
+def write_torch_payload(path: Path, payload: Mapping[str, Any]) -> None:
+    """Serialize ``payload`` with ``torch.save`` and write it atomically."""
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
+    torch.save(dict(payload), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_torch_payload(path: str | Path, expected_format: str, what: str) -> dict[str, Any]:
+    """Load a checkpoint dict written by :func:`write_torch_payload`; a clear error for a missing,
+    damaged or foreign file (``what`` names the kind of checkpoint in messages)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SafefakesError(f"{what} not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise SafefakesError(f"cannot read {what} {path}: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise SafefakesError(f"{path} is not a safefakes {what}")
+    return payload
 
 
 def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -162,20 +178,12 @@ def write_checkpoint(path: Path, model: nn.Module, detector: str, hparams: Mappi
         "seed": seed,
         "model": cpu_state_dict(model),
     }
-    atomic_write_bytes(path, _torch_bytes(payload))
+    write_torch_payload(path, payload)
 
 
 def load_checkpoint(path: str | Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], int]:
     """Read a checkpoint: ``(detector name, hparams, model state_dict, iteration)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise SafefakesError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise SafefakesError(f"cannot read checkpoint {path}: {error}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise SafefakesError(f"{path} is not a safefakes detector checkpoint")
+    payload = read_torch_payload(path, CHECKPOINT_FORMAT, "detector checkpoint")
     return payload["detector"], json.loads(payload["hparams_json"]), payload["model"], int(payload["iteration"])
 
 
@@ -237,7 +245,7 @@ def save_state(path: Path, objects: Any, iteration: int, fingerprint: str, state
     ``state_dict``), the iteration, the run's fingerprint and the random number generators."""
     payload = {"format": state_format, "fingerprint": fingerprint, "iteration": iteration, "rng": capture_rng_state()}
     payload.update({field.name: getattr(objects, field.name).state_dict() for field in dataclasses.fields(objects)})
-    atomic_write_bytes(path, _torch_bytes(payload))
+    write_torch_payload(path, payload)
 
 
 def try_resume(

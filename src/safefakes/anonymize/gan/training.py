@@ -22,7 +22,6 @@ same arguments ends, on CPU, with weights bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
@@ -49,10 +48,18 @@ from safefakes.anonymize.gan.deepprivacy import (
 )
 from safefakes.anonymize.gan.keypoints import NUM_KEYPOINTS, keypoints_from_extras
 from safefakes.common.errors import SafefakesError
-from safefakes.common.io import atomic_write_bytes
 from safefakes.common.progress import progress
 from safefakes.data.wider import KEYPOINTS_7, WiderLayout, load_split
-from safefakes.detect.train import LossLog, checkpoint_name, cpu_state_dict, save_state, select_device, try_resume
+from safefakes.detect.train import (
+    LossLog,
+    checkpoint_name,
+    cpu_state_dict,
+    read_torch_payload,
+    save_state,
+    select_device,
+    try_resume,
+    write_torch_payload,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -344,12 +351,6 @@ def build_objects(hparams: DeepPrivacyHparams, device: torch.device, use_amp: bo
     return GanObjects(generator, discriminator, adam(generator), adam(discriminator), torch.amp.GradScaler(device.type, enabled=use_amp), torch.amp.GradScaler(device.type, enabled=use_amp))
 
 
-def _torch_bytes(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
 def write_gan_checkpoint(path: Path, gan: str, generator: DeepPrivacyGenerator, hparams: DeepPrivacyHparams, iteration: int, resolution: int, alpha: float, seed: int) -> None:
     """Write a generator checkpoint atomically (weights, hyper-parameters, iteration, resolution reached)."""
     payload = {
@@ -362,7 +363,7 @@ def write_gan_checkpoint(path: Path, gan: str, generator: DeepPrivacyGenerator, 
         "seed": seed,
         "generator": cpu_state_dict(generator),
     }
-    atomic_write_bytes(path, _torch_bytes(payload))
+    write_torch_payload(path, payload)
 
 
 @dataclass(frozen=True)
@@ -379,15 +380,7 @@ class GanCheckpoint:
 
 def load_gan_checkpoint(path: str | Path, expected_gan: str | None = None) -> GanCheckpoint:
     """Read a checkpoint written by :func:`write_gan_checkpoint`; refuses other files with a clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise SafefakesError(f"GAN checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise SafefakesError(f"cannot read GAN checkpoint {path}: {error}") from None
-    if not isinstance(payload, dict) or payload.get("format") != GAN_CHECKPOINT_FORMAT:
-        raise SafefakesError(f"{path} is not a safefakes GAN checkpoint")
+    payload = read_torch_payload(path, GAN_CHECKPOINT_FORMAT, "GAN checkpoint")
     if expected_gan is not None and payload["gan"] != expected_gan:
         raise SafefakesError(f"{path} is a {payload['gan']} checkpoint, not {expected_gan}")
     hparams = DeepPrivacyHparams.from_dict(json.loads(payload["hparams_json"]))
