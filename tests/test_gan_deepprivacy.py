@@ -25,15 +25,12 @@ from safefakes.anonymize.gan.deepprivacy import (
     pose_maps,
 )
 from safefakes.anonymize.gan.keypoints import build_keypoint_source, match_people_to_faces, size_bin
+from safefakes.anonymize.gan.cropsets import fdf_crop_set, load_crop_set, select_crops
+from safefakes.anonymize.gan.deepprivacy_training import DeepPrivacyHparams, ProgressiveSchedule, make_batch
 from safefakes.anonymize.gan.training import (
-    DeepPrivacyHparams,
     GanTrainRequest,
-    ProgressiveSchedule,
-    fdf_crop_set,
     iteration_generators,
-    load_crop_set,
     load_gan_checkpoint,
-    make_batch,
     train_gan,
     write_gan_checkpoint,
 )
@@ -145,9 +142,10 @@ def test_losses_move_in_the_right_direction(synth_root: Path) -> None:
     """A critic trained alone widens its Wasserstein estimate; a generator trained alone lowers its loss."""
     torch.manual_seed(0)
     hparams = DeepPrivacyHparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
-    crops = load_crop_set(synth_root, 16, hparams.train)
+    crops = load_crop_set(synth_root, 16, hparams.train.context_factor, hparams.train.min_face_size, "keypoints7")
     rng, gen = iteration_generators(0, 1)
-    batch = make_batch(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool), 16, 1.0, "black", gen, torch.device("cpu"))
+    selection = select_crops(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool))
+    batch = make_batch(selection, 16, 16, 1.0, "black", gen, torch.device("cpu"))
     generator, critic = DeepPrivacyGenerator(hparams.model), DeepPrivacyDiscriminator(hparams.model)
     z, mix = torch.randn(generator.latent_shape(8)), torch.rand(8, 1, 1, 1)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.0, 0.99))

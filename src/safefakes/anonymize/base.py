@@ -250,7 +250,7 @@ ANONYMIZER_SPECS: dict[str, str] = {
     name: f"safefakes.anonymize.conventional:{name.upper()}_SPEC"
     for name in ("original", "blur", "fullblur", "pixelate", "blackout", "heavyblur", "gaussian9", "noise", "eyes")
 }
-ANONYMIZER_SPECS["deepprivacy"] = "safefakes.anonymize.gan.anonymizer:DEEPPRIVACY_SPEC"
+ANONYMIZER_SPECS.update({name: f"safefakes.anonymize.gan.anonymizer:{name.upper()}_SPEC" for name in ("deepprivacy", "ciagan", "sun2018")})
 
 
 def register_anonymizer(name: str, target: str) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from safefakes.common.errors import SafefakesError
 
-#: GANs this command trains (CIAGAN and Sun2018 join later).
-TRAINABLE_GANS = ("deepprivacy",)
+#: GANs this command trains (their recipes are in safefakes.anonymize.gan.recipe.GAN_RECIPES).
+TRAINABLE_GANS = ("deepprivacy", "ciagan", "sun2018")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,13 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-gan",
         help="train a GAN face anonymizer on face crops (resumable, checkpoints at several iterations)",
         description=(
-            "Train GAN on TRAIN_SET (a synthetic WIDER FACE root or an FDF folder) and write CHECKPOINTS/iter_N.pt for "
+            "Train GAN on TRAIN_SET (a synthetic WIDER FACE root, an FDF folder, a PIPA folder or CelebA-style identity folders) and write CHECKPOINTS/iter_N.pt for "
             "every N of --iterations plus CHECKPOINTS/train_log.csv. The resumable state lives in STATE_DIR; run the "
             "same command again after a kill to continue where it stopped."
         ),
     )
     parser.add_argument("--gan", required=True, choices=TRAINABLE_GANS)
-    parser.add_argument("--train-set", required=True, type=Path, metavar="ROOT_OR_FOLDER", help="synthetic WIDER FACE root or FDF folder")
+    parser.add_argument("--train-set", required=True, type=Path, metavar="ROOT_OR_FOLDER", help="synthetic WIDER FACE root, FDF, PIPA or identity folders")
+    parser.add_argument("--max-faces", type=int, default=None, metavar="N", help="train on a seeded random subset of N crops (training-set size sweeps)")
     parser.add_argument("--iterations", required=True, type=int, nargs="+", metavar="N", help="iteration counts to write checkpoints at")
     parser.add_argument("--checkpoints", required=True, type=Path, metavar="DIR", help="folder of iter_N.pt and train_log.csv")
     parser.add_argument("--state-dir", required=True, type=Path, metavar="DIR", help="folder of the resumable state.pt")
@@ -44,7 +45,7 @@ def run_train_gan(args: argparse.Namespace) -> int:
         raise SafefakesError(f"--hparams is not valid JSON: {error}") from None
     if not isinstance(hparams, dict):
         raise SafefakesError("--hparams must be a JSON object")
-    request = GanTrainRequest(args.gan, args.train_set, args.checkpoints, args.state_dir, hparams, tuple(args.iterations), args.seed, args.device)
+    request = GanTrainRequest(args.gan, args.train_set, args.checkpoints, args.state_dir, hparams, tuple(args.iterations), args.seed, args.device, args.max_faces)
     paths = train_gan(request)
     print(f"{args.gan}: checkpoints {', '.join(str(p) for p in paths)}")
     return 0

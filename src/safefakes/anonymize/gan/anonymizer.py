@@ -1,46 +1,53 @@
-"""The ``deepprivacy`` face anonymizer: a trained DeepPrivacy generator applied to every face box.
+"""The GAN face anonymizers (``deepprivacy``, ``ciagan``, ``sun2018``): a trained generator applied to every face box.
 
 Per image: faces whose box lies outside the image or whose size (sqrt of the box area) is under
 ``min_face_size`` (Safe Fakes: 10 px) stay as they are and are counted; every other box is painted
 black in a copy of the image (:func:`~safefakes.anonymize.gan.crops.block_boxes`), each face's
 context crop is cut from that copy, the generator paints a face into it at the model resolution,
-and the result is pasted back inside the box only. Keypoints come from the dataset's extras when it
-has them, else from the keypoint detector (:mod:`.keypoints`); a face without keypoints is generated
-without pose (Safe Fakes, Sec. III-C). Each anonymized face's outcome detail is
-``kp=<source>,size=<bin>``, so the manifest's ``face_details`` gives keypoint coverage by face size.
+and the result is pasted back inside the box only. What the generator learns of a face is thus its
+position and landmarks, never its pixels.
 
-Randomness: each face's latent noise (and noise blocking) is drawn from its image's generator in face
-order, so results do not depend on how images are batched.
+Landmarks (the GAN's kind: 7 keypoints or 68 landmarks) come from the dataset's extras when it has
+them and ``dataset_landmarks`` is on, else from the detector (:mod:`.keypoints`, :mod:`.landmarks68`).
+A face without landmarks is generated without them (DeepPrivacy, Sun2018) or blacked out (CIAGAN),
+as in Safe Fakes Sec. III-C. Each anonymized face's outcome detail is
+``kp=<source>,size=<bin>[,fallback=blackout]``, so the manifest's ``face_details`` gives landmark
+coverage by face size.
+
+Randomness: each face's random inputs are drawn from its image's generator in face order, so results
+do not depend on how images are batched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
+from torch import nn
 
 from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE, SKIP_OUTSIDE_IMAGE, AnonymizerSpec, FaceOutcome, MethodConfig, require
 from safefakes.anonymize.gan.crops import FaceCrop, block_boxes, make_face_crop, paste_inside_box
-from safefakes.anonymize.gan.deepprivacy import DeepPrivacyGenerator
-from safefakes.anonymize.gan.keypoints import KEYPOINT_SOURCES, KeypointSource, build_keypoint_source, keypoints_from_extras, size_bin
+from safefakes.anonymize.gan.cropsets import landmarks_with_visibility
+from safefakes.anonymize.gan.keypoints import KEYPOINT_SOURCES, build_keypoint_source, keypoints_from_extras, size_bin
+from safefakes.anonymize.gan.landmarks68 import LANDMARK68_SOURCES, build_landmark68_source
+from safefakes.anonymize.gan.recipe import GanRecipe, get_recipe
 from safefakes.anonymize.gan.training import GanCheckpoint, load_gan_checkpoint
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
 from safefakes.detect.train import select_device
 
-GAN_NAME = "deepprivacy"
-
 
 @dataclass(frozen=True)
-class DeepPrivacyConfig(MethodConfig):
-    """Parameters of the ``deepprivacy`` method."""
+class GanMethodConfig(MethodConfig):
+    """Parameters of a GAN method (every GAN takes the same ones)."""
 
     checkpoint: str | None = None  # generator checkpoint from `safefakes train-gan` (required to anonymize)
     min_face_size: float = 10.0  # Safe Fakes Sec. III-C: faces under 10 px are left as they are
     context_factor: float = 2.0  # crop side / face box side; must match the training crops
-    keypoint_source: str = "auto"  # for faces without dataset keypoints: auto, rcnn, mtcnn or none
+    keypoint_source: str = "auto"  # detector for faces without dataset landmarks: auto, rcnn, mtcnn, dlib or none
+    dataset_landmarks: bool = True  # use the dataset's ground-truth landmarks where it has them
     batch_images: int = 8  # images handed to anonymize_batch at once
     batch_faces: int = 64  # faces per generator forward pass
     device: str = "auto"  # auto (CUDA when available), cpu or cuda
@@ -50,83 +57,80 @@ class DeepPrivacyConfig(MethodConfig):
         """Check the ranges."""
         require(self.min_face_size >= 0, f"min_face_size must be >= 0, got {self.min_face_size}")
         require(self.context_factor >= 1, f"context_factor must be >= 1, got {self.context_factor}")
-        require(self.keypoint_source in KEYPOINT_SOURCES, f"keypoint_source must be one of {', '.join(KEYPOINT_SOURCES)}")
+        sources = sorted(set(KEYPOINT_SOURCES) | set(LANDMARK68_SOURCES))
+        require(self.keypoint_source in sources, f"keypoint_source must be one of {', '.join(sources)}")
         require(self.batch_images >= 1 and self.batch_faces >= 1, "batch_images and batch_faces must be >= 1")
 
 
 @dataclass
 class _PendingFace:
-    """A face waiting for the generator: where it goes and what it was given."""
+    """A face waiting for the generator: where it goes, what it was given, its random inputs."""
 
     image_index: int
     face: FaceBox
     crop: FaceCrop
-    latent: np.ndarray
-    noise: np.ndarray | None
+    inputs: dict[str, np.ndarray]
 
 
-def crops_to_tensors(crops: Sequence[FaceCrop], resolution: int, noise: Sequence[np.ndarray | None]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Condition ``(B, 3, r, r)`` RGB in [-1, 1] with blocked boxes, known-pixel mask ``(B, 1, r, r)``, keypoints ``(B, K, 3)``."""
-    pixels = np.stack([crop.pixels[:, :, ::-1] for crop in crops]).astype(np.float32) / 127.5 - 1.0
-    mask = np.ones((len(crops), 1, resolution, resolution), dtype=np.float32)
-    for i, crop in enumerate(crops):
-        x0, y0, x1, y1 = crop.box
-        mask[i, :, y0:y1, x0:x1] = 0
-    condition = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
-    blocked_fill = torch.stack([torch.from_numpy(n) if n is not None else torch.full((3, resolution, resolution), -1.0) for n in noise])
-    mask_tensor = torch.from_numpy(mask)
-    condition = condition * mask_tensor + blocked_fill * (1 - mask_tensor)
-    keypoints = np.stack([crop.keypoints if crop.keypoints is not None else np.zeros((7, 3)) for crop in crops]).astype(np.float32)
-    return condition, mask_tensor, torch.from_numpy(keypoints)
+def _face_inside(face: FaceBox, width: int, height: int) -> bool:
+    """Whether any part of the box lies inside the image."""
+    return min(face.x + face.w, width) > max(face.x, 0) and min(face.y + face.h, height) > max(face.y, 0)
 
 
-def tensor_to_bgr(images: torch.Tensor) -> np.ndarray:
-    """``(B, 3, r, r)`` RGB in [-1, 1] -> ``(B, r, r, 3)`` uint8 BGR."""
-    array = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return np.ascontiguousarray(array[..., ::-1])
+class GanAnonymizer:
+    """Replaces every face large enough with a face generated by a trained GAN (see the module docstring)."""
 
-
-class DeepPrivacyAnonymizer:
-    """Replaces every face large enough with a face generated by a DeepPrivacy checkpoint."""
-
-    name = GAN_NAME
     changes_pixels = True
 
-    def __init__(self, config: DeepPrivacyConfig) -> None:
+    def __init__(self, name: str, config: GanMethodConfig) -> None:
+        self.name = name
         self.config = config
         self.batch_size = config.batch_images
-        self._generator: DeepPrivacyGenerator | None = None
+        self.recipe: GanRecipe = get_recipe(name)
+        allowed = KEYPOINT_SOURCES if self.recipe.landmark_kind == "keypoints7" else LANDMARK68_SOURCES
+        if config.keypoint_source not in allowed:
+            raise SafefakesError(f"method {name}: keypoint_source must be one of {', '.join(allowed)} (its landmarks are {self.recipe.landmark_kind})")
+        self._generator: nn.Module | None = None
         self._checkpoint: GanCheckpoint | None = None
-        self._keypoint_source: KeypointSource | None = None
+        self._landmark_source: Any = None
         self.device = select_device(config.device)
 
     # The checkpoint and detector load on first use, so listing or validating the method stays cheap.
-    def generator(self) -> tuple[DeepPrivacyGenerator, GanCheckpoint]:
+    def generator(self) -> tuple[nn.Module, GanCheckpoint]:
         """The generator (loaded once) and its checkpoint record."""
         if self._generator is None:
             if not self.config.checkpoint:
-                raise SafefakesError("method deepprivacy needs a generator checkpoint (--checkpoint FILE from 'safefakes train-gan')")
-            checkpoint = load_gan_checkpoint(self.config.checkpoint, GAN_NAME)
-            generator = DeepPrivacyGenerator(checkpoint.hparams.model)
-            generator.load_state_dict(checkpoint.generator_state)
-            self._generator = generator.eval().to(self.device)
+                raise SafefakesError(f"method {self.name} needs a generator checkpoint (--checkpoint FILE from 'safefakes train-gan')")
+            checkpoint = load_gan_checkpoint(self.config.checkpoint, self.name)
+            self._generator = checkpoint.build_generator().to(self.device)
             self._checkpoint = checkpoint
         assert self._checkpoint is not None
         return self._generator, self._checkpoint
 
-    def keypoint_source(self) -> KeypointSource:
-        """The detector for faces without dataset keypoints (built on first need)."""
-        if self._keypoint_source is None:
-            self._keypoint_source = build_keypoint_source(self.config.keypoint_source, self.device.type)
-        return self._keypoint_source
+    def landmark_source(self) -> Any:
+        """The detector for faces without dataset landmarks (built on first need)."""
+        if self._landmark_source is None:
+            if self.recipe.landmark_kind == "keypoints7":
+                self._landmark_source = build_keypoint_source(self.config.keypoint_source, self.device.type)
+            else:
+                self._landmark_source = build_landmark68_source(self.config.keypoint_source)
+        return self._landmark_source
 
-    def _face_keypoints(self, image: np.ndarray, faces: Sequence[FaceBox], extras: Sequence[FaceExtras] | None) -> tuple[list[np.ndarray | None], list[str]]:
-        """Keypoints of each face and where they came from (dataset, a detector's name, or none)."""
-        points = [keypoints_from_extras(e) for e in extras] if extras is not None else [None] * len(faces)
+    def _dataset_landmarks(self, extras: FaceExtras | None) -> np.ndarray | None:
+        """The dataset's landmarks of the GAN's kind for one face, or None."""
+        if extras is None or not self.config.dataset_landmarks:
+            return None
+        if self.recipe.landmark_kind == "keypoints7":
+            return keypoints_from_extras(extras)
+        return landmarks_with_visibility(extras.landmarks68)
+
+    def _face_landmarks(self, image: np.ndarray, faces: Sequence[FaceBox], extras: Sequence[FaceExtras] | None) -> tuple[list[np.ndarray | None], list[str]]:
+        """Landmarks of each face and where they came from (dataset, a detector's name, or none)."""
+        points = [self._dataset_landmarks(e) for e in extras] if extras is not None else [None] * len(faces)
         sources = ["dataset" if p is not None else "none" for p in points]
         missing = [i for i, p in enumerate(points) if p is None]
         if missing and self.config.keypoint_source != "none":
-            source = self.keypoint_source()
+            source = self.landmark_source()
             for i, found in zip(missing, source.detect(image, [faces[i] for i in missing])):
                 if found is not None:
                     points[i], sources[i] = found, source.name
@@ -145,8 +149,8 @@ class DeepPrivacyAnonymizer:
     ) -> list[tuple[np.ndarray, list[FaceOutcome]]]:
         """Generate all faces of all images, ``batch_faces`` per forward pass, and paste them back."""
         generator, checkpoint = self.generator()
-        resolution = checkpoint.resolution
         pending: list[_PendingFace] = []
+        outputs: list[np.ndarray] = []
         outcomes: list[list[FaceOutcome | None]] = []
         for index, (image, image_faces, image_extras, rng) in enumerate(zip(images, faces, extras, rngs, strict=True)):
             if image_extras is not None and len(image_extras) != len(image_faces):
@@ -155,8 +159,7 @@ class DeepPrivacyAnonymizer:
             results: list[FaceOutcome | None] = []
             eligible: list[int] = []
             for i, face in enumerate(image_faces):
-                inside = min(face.x + face.w, width) > max(face.x, 0) and min(face.y + face.h, height) > max(face.y, 0)
-                if not inside:
+                if not _face_inside(face, width, height):
                     results.append(FaceOutcome.skipped(SKIP_OUTSIDE_IMAGE))
                 elif face.size < self.config.min_face_size:
                     results.append(FaceOutcome.skipped(SKIP_BELOW_MIN_SIZE))
@@ -165,33 +168,43 @@ class DeepPrivacyAnonymizer:
                     eligible.append(i)
             outcomes.append(results)
             if not eligible:
+                outputs.append(image)
                 continue
             chosen = [image_faces[i] for i in eligible]
-            points, sources = self._face_keypoints(image, chosen, [image_extras[i] for i in eligible] if image_extras is not None else None)
+            points, sources = self._face_landmarks(image, chosen, [image_extras[i] for i in eligible] if image_extras is not None else None)
             blocked = block_boxes(image, chosen)
+            # Blacked-out fallbacks keep the blocked pixels; generated faces are pasted into this copy.
+            outputs.append(blocked.copy())
             for i, face, face_points, source in zip(eligible, chosen, points, sources):
-                crop = make_face_crop(blocked, face, face_points, self.config.context_factor, resolution)
-                latent = rng.standard_normal(generator.latent_shape(1)[1:]).astype(np.float32)
-                noise = rng.uniform(-1, 1, (3, resolution, resolution)).astype(np.float32) if checkpoint.hparams.model.input_blocking == "noise" else None
-                pending.append(_PendingFace(index, face, crop, latent, noise))
-                clipped = (face.x < 0 or face.y < 0 or face.x + face.w > width or face.y + face.h > height)
-                results[i] = FaceOutcome.done(clipped=clipped, detail=f"kp={source},size={size_bin(face.size)}")
-        outputs = [image for image in images]
+                clipped = face.x < 0 or face.y < 0 or face.x + face.w > width or face.y + face.h > height
+                detail = f"kp={source},size={size_bin(face.size)}"
+                if face_points is None and self.recipe.missing_landmarks == "blackout":
+                    results[i] = FaceOutcome.done(clipped=clipped, detail=f"{detail},fallback=blackout")
+                    continue
+                crop = make_face_crop(blocked, face, face_points, self.config.context_factor, checkpoint.resolution)
+                inputs = self.recipe.sample_face_inputs(checkpoint.hparams, checkpoint.generator_config, checkpoint.resolution, rng)
+                pending.append(_PendingFace(index, face, crop, inputs))
+                results[i] = FaceOutcome.done(clipped=clipped, detail=detail)
+        use_amp = self.config.amp and self.device.type == "cuda"
         for start in range(0, len(pending), self.config.batch_faces):
             chunk = pending[start : start + self.config.batch_faces]
-            generated = self._generate(generator, checkpoint, chunk)
+            generated = self.recipe.generate(
+                generator, checkpoint.hparams, checkpoint.generator_config, [p.crop for p in chunk], [p.inputs for p in chunk],
+                checkpoint.alpha, self.device, use_amp,
+            )
             for item, pixels in zip(chunk, generated):
                 paste_inside_box(outputs[item.image_index], pixels, item.crop.square, item.face)
         return [(output, [o for o in results if o is not None]) for output, results in zip(outputs, outcomes)]
 
-    def _generate(self, generator: DeepPrivacyGenerator, checkpoint: GanCheckpoint, chunk: Sequence[_PendingFace]) -> np.ndarray:
-        """Run the generator on a chunk of faces; ``(B, r, r, 3)`` uint8 BGR."""
-        condition, mask, keypoints = crops_to_tensors([p.crop for p in chunk], checkpoint.resolution, [p.noise for p in chunk])
-        z = torch.from_numpy(np.stack([p.latent for p in chunk]))
-        use_amp = self.config.amp and self.device.type == "cuda"
-        with torch.inference_mode(), torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=use_amp):
-            out = generator(condition.to(self.device), mask.to(self.device), keypoints.to(self.device), z.to(self.device), checkpoint.alpha)
-        return tensor_to_bgr(out)
+
+def _gan_spec(name: str, description: str) -> AnonymizerSpec:
+    """The registry entry of one GAN method."""
+    return AnonymizerSpec(name, GanMethodConfig, lambda config: GanAnonymizer(name, config), description)
 
 
-DEEPPRIVACY_SPEC = AnonymizerSpec(GAN_NAME, DeepPrivacyConfig, DeepPrivacyAnonymizer, "DeepPrivacy GAN: a generated face in each box (needs --checkpoint)")
+DEEPPRIVACY_SPEC = _gan_spec("deepprivacy", "DeepPrivacy GAN: a generated face in each box, 7 keypoints (needs --checkpoint)")
+CIAGAN_SPEC = _gan_spec("ciagan", "CIAGAN: an identity-conditioned face from dlib landmarks; boxes without landmarks blacked out (needs --checkpoint)")
+SUN2018_SPEC = _gan_spec("sun2018", "Sun2018 head inpainting: landmarks generated or detected, then a face painted in (needs --checkpoint)")
+
+#: Names of the GAN methods (their registry entries live in this module).
+GAN_METHOD_SPECS: Mapping[str, AnonymizerSpec] = {spec.name: spec for spec in (DEEPPRIVACY_SPEC, CIAGAN_SPEC, SUN2018_SPEC)}
