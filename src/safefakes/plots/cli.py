@@ -1,4 +1,4 @@
-"""Sub-commands of the plots stage: the paper's detector figures."""
+"""Sub-commands of the plots stage: the paper's detector figures and GAN figures."""
 
 from __future__ import annotations
 
@@ -28,8 +28,79 @@ def _fig6(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fig1(args: argparse.Namespace) -> int:
+    from safefakes.common.errors import SafefakesError
+    from safefakes.plots.gan_figures import Fig1Config, fig1_panels, parse_key_values, plot_fig1
+
+    if args.faces < 0:
+        raise SafefakesError(f"--faces must be >= 0, got {args.faces}")
+    config = Fig1Config(faces=args.faces)
+    results = parse_key_values(args.result, "--result", "METHOD", "ANON_ROOT")
+    image, faces, panels = fig1_panels(args.original, results, args.split, args.image, config)
+    plot_fig1(image, faces, panels, args.out_png, config)
+    print(f"fig1: {image} ({len(panels)} panels, {len(faces)} zoomed faces) -> {args.out_png}")
+    return 0
+
+
+def _fig7(args: argparse.Namespace) -> int:
+    from safefakes.plots.gan_figures import parse_count, parse_key_values, plot_fig7, training_set_table
+
+    results = parse_key_values(args.result, "--result", "LABEL", "EVAL_JSON")
+    faces = {label: parse_count(count) for label, count in parse_key_values(args.faces or [], "--faces", "LABEL", "N")}
+    plot_fig7(training_set_table(results, faces), args.detector, args.out_png, args.out_csv)
+    return 0
+
+
+def _fig9(args: argparse.Namespace) -> int:
+    from safefakes.plots.gan_figures import iterations_table, parse_count, parse_key_values, plot_fig9, reference_table
+
+    results = [(parse_count(count), path) for count, path in parse_key_values(args.result, "--result", "ITERATIONS", "EVAL_JSON")]
+    references = reference_table(parse_key_values(args.reference or [], "--reference", "LABEL", "EVAL_JSON"))
+    plot_fig9(iterations_table(results), references, args.detector, args.out_png, args.out_csv)
+    return 0
+
+
+def _keypoint_coverage(args: argparse.Namespace) -> int:
+    from safefakes.plots.gan_figures import coverage_table, parse_key_values, plot_keypoint_coverage
+
+    table = coverage_table(parse_key_values(args.manifest, "--manifest", "METHOD", "MANIFEST_JSON"))
+    plot_keypoint_coverage(table, args.out_png, args.out_csv)
+    return 0
+
+
+def _register_gan_figures(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``plot-fig1``, ``plot-fig7``, ``plot-fig9`` and ``plot-keypoint-coverage``."""
+    fig1 = subparsers.add_parser("plot-fig1", help="Fig. 1 / suppl. Fig. 10: one training image as every method anonymized it")
+    fig1.add_argument("--original", required=True, help="the original WIDER-layout root")
+    fig1.add_argument("--result", action="append", required=True, metavar="METHOD=ANON_ROOT", help="an anonymized WIDER-layout root; repeat")
+    fig1.add_argument("--split", default="train", help="split the image comes from (default train)")
+    fig1.add_argument("--image", default=None, help="image name as in bbx_gt (default: the one with most faces of >= 40 px)")
+    fig1.add_argument("--faces", type=int, default=3, help="zoomed crops of the image's largest faces (default 3)")
+    fig1.add_argument("--out-png", required=True, help="figure to write")
+    fig1.set_defaults(func=_fig1)
+    fig7 = subparsers.add_parser("plot-fig7", help="Fig. 7: detector AP against the anonymizer's training set")
+    fig7.add_argument("--detector", required=True, help="detector name shown in the title (dsfd, tinaface, faster_rcnn)")
+    fig7.add_argument("--result", action="append", required=True, metavar="LABEL=EVAL_JSON", help="an evaluation JSON; repeat, in bar order")
+    fig7.add_argument("--faces", action="append", metavar="LABEL=N", help="training faces of a label (38k, 1.47M); repeat")
+    fig7.add_argument("--out-png", required=True, help="figure to write")
+    fig7.add_argument("--out-csv", required=True, help="the table behind the figure")
+    fig7.set_defaults(func=_fig7)
+    fig9 = subparsers.add_parser("plot-fig9", help="Fig. 9: detector AP against the anonymizer's training iterations")
+    fig9.add_argument("--detector", required=True, help="detector name shown in the title (dsfd, tinaface, faster_rcnn)")
+    fig9.add_argument("--result", action="append", required=True, metavar="ITERATIONS=EVAL_JSON", help="iterations (800k, 4M, 40M) and evaluation JSON; repeat")
+    fig9.add_argument("--reference", action="append", metavar="LABEL=EVAL_JSON", help="a reference run drawn as dashed lines; repeat")
+    fig9.add_argument("--out-png", required=True, help="figure to write")
+    fig9.add_argument("--out-csv", required=True, help="the table behind the figure")
+    fig9.set_defaults(func=_fig9)
+    coverage = subparsers.add_parser("plot-keypoint-coverage", help="share of faces per size bin by landmark source, per GAN method")
+    coverage.add_argument("--manifest", action="append", required=True, metavar="METHOD=MANIFEST_JSON", help="a GAN anonymization manifest; repeat")
+    coverage.add_argument("--out-png", required=True, help="figure to write")
+    coverage.add_argument("--out-csv", required=True, help="the table behind the figure")
+    coverage.set_defaults(func=_keypoint_coverage)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``plot-fig4`` and ``plot-fig6``."""
+    """Add ``plot-fig4``, ``plot-fig6`` and the GAN figures (``plot-fig1``, ``plot-fig7``, ``plot-fig9``, ``plot-keypoint-coverage``)."""
     fig4 = subparsers.add_parser("plot-fig4", help="Fig. 4: AP per difficulty for each anonymization method")
     _add_common(fig4)
     fig4.add_argument("--iterations", type=int, default=None, help="training iterations of METHOD=JSON entries")
@@ -37,3 +108,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fig6 = subparsers.add_parser("plot-fig6", help="Fig. 6: AP against detector training iterations")
     _add_common(fig6)
     fig6.set_defaults(func=_fig6)
+    _register_gan_figures(subparsers)
