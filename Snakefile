@@ -22,6 +22,7 @@ shell.prefix(f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/anonymize.smk"
+include: "workflow/rules/gans.smk"
 include: "workflow/rules/detect.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/privacy.smk"

@@ -2,6 +2,7 @@
 # Paths are built with pathlib / Snakemake patterns, never by string concatenation.
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -17,16 +18,71 @@ FINAL_ITERATION = ITERATIONS[-1]
 SOURCE = config["dataset"]["source"]
 
 
+#: GAN anonymizers this workflow trains (their training rules are in gans.smk).
+GAN_NAMES = ("deepprivacy", "ciagan", "sun2018")
 #: Methods that replace faces with a generator, told apart in Table II.
-GAN_METHODS = [method for method in METHODS if method in ("deepprivacy", "ciagan", "sun2018")]
+GAN_METHODS = [method for method in METHODS if method in GAN_NAMES]
+GANS = config.get("gans", {})
 #: Table II correlates over the anonymized datasets, not the untouched one.
 ANONYMIZED_METHODS = [method for method in METHODS if method != "original"]
 PRIVACY_DETECTOR = config["privacy"]["detector"]
 SCENARIOS = ("naive", "reverse", "parrot")
 
 
+def _gan_runs():
+    """GAN training runs and the checkpoints each must write: {(gan, train_set): sorted iteration points}."""
+    runs = {}
+    for gan in GAN_METHODS:
+        model = GANS.get("models", {}).get(gan)
+        if model is None:
+            raise ValueError(f"config: anonymize.methods has {gan} but gans.models.{gan} is missing (its training set and iterations)")
+        runs.setdefault((gan, model["train_set"]), set()).add(model["iterations"])
+    fig7 = GANS.get("fig7")
+    if fig7:
+        for train_set in fig7["train_sets"]:
+            runs.setdefault((fig7["gan"], train_set), set()).add(fig7["iterations"])
+    fig9 = GANS.get("fig9")
+    if fig9:
+        runs.setdefault((fig9["gan"], fig9["train_set"]), set()).update(fig9["iterations"])
+    for gan, train_set in runs:
+        if train_set not in GANS.get("train_sets", {}):
+            raise ValueError(f"config: GAN training set {train_set!r} (used by {gan}) is not in gans.train_sets")
+    return {run: sorted(points) for run, points in runs.items()}
+
+
+GAN_RUNS = _gan_runs()
+
+
+def gan_dataset_name(gan, train_set, iterations):
+    """The anonymized dataset made by one GAN checkpoint: the GAN's own name for its main checkpoint
+    (Fig. 4), ``GAN-TRAINSET-ITERATIONS`` for the Fig. 7 / Fig. 9 variants."""
+    model = GANS.get("models", {}).get(gan, {})
+    if gan in METHODS and model.get("train_set") == train_set and model.get("iterations") == iterations:
+        return gan
+    return f"{gan}-{train_set}-{iterations}"
+
+
+def _gan_variants():
+    """Anonymized datasets of the Fig. 7 / Fig. 9 checkpoints that are not a Fig. 4 method: name -> (gan, train_set, iterations)."""
+    variants = {}
+    for (gan, train_set), points in GAN_RUNS.items():
+        for iterations in points:
+            name = gan_dataset_name(gan, train_set, iterations)
+            if name not in METHODS:
+                variants[name] = (gan, train_set, iterations)
+    return variants
+
+
+GAN_VARIANTS = _gan_variants()
+#: Every anonymized training set a detector may be trained on.
+DATASETS = METHODS + sorted(GAN_VARIANTS)
+FIGURE_DETECTORS = GANS.get("figure_detectors", [PRIVACY_DETECTOR])
+
+
 wildcard_constraints:
-    method="|".join(METHODS),
+    method="|".join(re.escape(name) for name in DATASETS),
+    gan="|".join(GAN_NAMES),
+    train_set=r"[a-z][a-z0-9_]*",
     detector="|".join(DETECTORS),
     iterations=r"\d+",
     strength=r"default|\d+(\.\d+)?",
@@ -58,10 +114,50 @@ def wider_archive_args():
     return " ".join(shlex.quote(arg) for arg in args)
 
 
+def dataset_method(name):
+    """The anonymization method that makes the dataset ``name`` (a GAN variant is made by its GAN)."""
+    return GAN_VARIANTS[name][0] if name in GAN_VARIANTS else name
+
+
+def dataset_checkpoint(name):
+    """The generator checkpoint that makes the dataset ``name``, or None for a conventional method."""
+    if name in GAN_VARIANTS:
+        gan, train_set, iterations = GAN_VARIANTS[name]
+        return gan_checkpoint_path(gan, train_set, iterations)
+    if name in GAN_METHODS:
+        model = GANS["models"][name]
+        return gan_checkpoint_path(name, model["train_set"], model["iterations"])
+    return None
+
+
+def gan_checkpoint_path(gan, train_set, iterations):
+    """Where one GAN checkpoint lands."""
+    return f"results/gans/{gan}/{train_set}/iter_{iterations}.pt"
+
+
+def method_params(name):
+    """Parameters of the method that makes the dataset ``name`` (anonymize.methods, else the GAN's `params`)."""
+    method = dataset_method(name)
+    params = config["anonymize"]["methods"].get(method)
+    if params is None and method in GAN_NAMES:
+        params = GANS.get("models", {}).get(method, {}).get("params")
+    return params or {}
+
+
 def method_param_args(wildcards):
-    """`--param KEY=VALUE` arguments of one anonymization method, shell-quoted."""
-    params = config["anonymize"]["methods"][wildcards.method] or {}
-    return " ".join(f"--param {shlex.quote(f'{key}={value}')}" for key, value in sorted(params.items()))
+    """`--param KEY=VALUE` arguments of one anonymization method (and `--checkpoint` for a GAN), shell-quoted."""
+    params = method_params(wildcards.method)
+    args = [f"--param {shlex.quote(f'{key}={value}')}" for key, value in sorted(params.items())]
+    generator_checkpoint = dataset_checkpoint(wildcards.method)
+    if generator_checkpoint is not None:
+        args.append(f"--checkpoint {shlex.quote(generator_checkpoint)}")
+    return " ".join(args)
+
+
+def anonymize_checkpoint_input(wildcards):
+    """The generator checkpoint a GAN dataset needs (none for conventional methods)."""
+    generator_checkpoint = dataset_checkpoint(wildcards.method)
+    return [] if generator_checkpoint is None else [generator_checkpoint]
 
 
 def detector_hparams(wildcards):
@@ -122,6 +218,12 @@ def all_targets():
             f"results/figures/privacy_utility_{detector}.png",
         ]
     targets += [f"results/figures/det_{scenario}.png" for scenario in SCENARIOS]
+    targets.append("results/figures/fig1_examples.png")
+    if GAN_METHODS:
+        targets += ["results/figures/keypoint_coverage.png", "results/figures/keypoint_coverage.csv"]
+    for figure in ("fig7", "fig9"):
+        if GANS.get(figure):
+            targets += [f"results/figures/{figure}_{detector}.{ext}" for detector in FIGURE_DETECTORS for ext in ("png", "csv")]
     targets += [
         "results/tables/reid.csv",
         "results/tables/table2_metric_correlation.csv",

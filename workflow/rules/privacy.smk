@@ -78,11 +78,13 @@ rule synth_identities:
 rule reid:
     input:
         identities=identities_root(),
+        checkpoint=anonymize_checkpoint_input,
     output:
         summary="results/reid/{method}/{strength}.csv",
         scores="results/reid/{method}/{strength}_scores.csv",
     params:
         strength=strength_arg,
+        method_args=method_param_args,
         threshold=config["privacy"]["reid"]["threshold"],
     conda:
         CONDA_ENV
@@ -95,7 +97,7 @@ rule reid:
         mem_mb=grows_with_attempt(2000),
         runtime=grows_with_attempt(60),
     shell:
-        "OMP_NUM_THREADS={threads} python -m safefakes reid --identities {input.identities} --method {wildcards.method} {params.strength}"
+        "OMP_NUM_THREADS={threads} python -m safefakes reid --identities {input.identities} --method {wildcards.method} {params.method_args} {params.strength}"
         " --threshold {params.threshold} --out-csv {output.summary} --out-scores {output.scores} 2> {log}"
 
 

@@ -129,6 +129,8 @@ def _register_reid(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="train", choices=("train", "val"), help="split of a synthetic WIDER root")
     parser.add_argument("--method", required=True, help=f"anonymizer name, or '{NO_ANONYMIZATION}' for originals against originals")
     parser.add_argument("--strength", type=float, help="the method's strength k (blur/noise/pixelate as in Heimes)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter; repeatable")
+    parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="generator checkpoint of a GAN method")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of naive,reverse,parrot")
     parser.add_argument("--threshold", type=float, help="distance threshold for FMR/FNMR (default 0.6)")
     parser.add_argument("--config", help="ReidConfig as a JSON object, or @file.json")
@@ -145,7 +147,12 @@ def _run_reid(args: argparse.Namespace) -> int:
     values["scenarios"] = _comma_list(args.scenarios) or list(reid.SCENARIOS)
     if args.threshold is not None:
         values["threshold"] = args.threshold
-    result = reid.run_reid(args.identities, args.method, args.strength, reid.ReidConfig.from_dict(values), args.split)
+    from safefakes.anonymize.base import parse_param_assignments
+
+    params = parse_param_assignments(args.param)
+    if args.checkpoint is not None:
+        params["checkpoint"] = str(args.checkpoint)
+    result = reid.run_reid(args.identities, args.method, args.strength, reid.ReidConfig.from_dict(values), args.split, params=params)
     reid.write_scores_csv(args.out_scores, result)
     if args.out_acquisition:
         reid.write_acquisition_csv(args.out_acquisition, result)

@@ -21,7 +21,7 @@ import io
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,16 +208,19 @@ def load_identities(source: str | os.PathLike[str], split: str = "train") -> lis
 AnonymizeFn = Callable[[np.ndarray, list[FaceBox], np.random.Generator], np.ndarray]
 
 
-def anonymizer_function(method: str, strength: float | None) -> AnonymizeFn:
-    """An :data:`AnonymizeFn` from ``safefakes.anonymize.base.build_anonymizer`` (``none`` = unchanged)."""
+def anonymizer_function(method: str, strength: float | None, params: Mapping[str, Any] | None = None) -> AnonymizeFn:
+    """An :data:`AnonymizeFn` from ``safefakes.anonymize.base.build_anonymizer`` (``none`` = unchanged);
+    ``params`` are the method's other parameters (a GAN's ``checkpoint``)."""
     if method == NO_ANONYMIZATION:
         return lambda image, _faces, _rng: image
     try:
         from safefakes.anonymize.base import build_anonymizer
     except ImportError as error:
         raise SafefakesError(f"anonymizers are not available ({error})") from None
-    params: dict[str, Any] = {} if strength is None else {"strength": strength}
-    anonymizer = build_anonymizer(method, params)
+    values: dict[str, Any] = dict(params or {})
+    if strength is not None:
+        values["strength"] = strength
+    anonymizer = build_anonymizer(method, values)
 
     def apply(image: np.ndarray, faces: list[FaceBox], rng: np.random.Generator) -> np.ndarray:
         result, _outcomes = anonymizer.anonymize(image, faces, None, rng)
@@ -502,8 +505,9 @@ def run_reid(
     config: ReidConfig | None = None,
     split: str = "train",
     anonymize: AnonymizeFn | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> ReidResult:
-    """Load an identity set, anonymize each photo with ``method`` at ``strength``, and score all scenarios."""
+    """Load an identity set, anonymize each photo with ``method`` at ``strength`` (and ``params``), and score all scenarios."""
     config = config or ReidConfig()
     samples = load_identities(identities, split)
     model = FaceDescriptorModel(config.descriptor)
@@ -511,7 +515,7 @@ def run_reid(
     if method == NO_ANONYMIZATION and anonymize is None:
         anonymized = list(originals)  # unchanged photos: the same descriptors
     else:
-        anonymized = acquire_anonymized(samples, originals, model, anonymize or anonymizer_function(method, strength), config)
+        anonymized = acquire_anonymized(samples, originals, model, anonymize or anonymizer_function(method, strength, params), config)
     return evaluate_scenarios(method, strength, samples, originals, anonymized, config)
 
 

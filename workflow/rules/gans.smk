@@ -1,0 +1,214 @@
+# GAN anonymizers: their training sets, training runs (one checkpoint file per iteration point), and the
+# GAN figures (Fig. 1 examples, Fig. 7 training-set size, Fig. 9 anonymizer iterations, landmark coverage).
+
+
+def gan_train_set_path(wildcards):
+    """The folder a GAN training set reads: a synthetic set made by `gan_synthetic_set`, or a configured path."""
+    spec = GANS["train_sets"][wildcards.train_set]
+    return f"results/data/gan_synthetic/{spec['synthetic']}" if "synthetic" in spec else spec["path"]
+
+
+def gan_max_faces_arg(wildcards):
+    """`--max-faces N` when the training set is cut (Fig. 7), else nothing."""
+    max_faces = GANS["train_sets"][wildcards.train_set].get("max_faces")
+    return "" if max_faces is None else f"--max-faces {max_faces}"
+
+
+def previous_gan_checkpoint(wildcards):
+    """The same run's previous iteration point: its job leaves the resumable state this one continues from."""
+    points = GAN_RUNS[(wildcards.gan, wildcards.train_set)]
+    earlier = [n for n in points if n < int(wildcards.iterations)]
+    return [gan_checkpoint_path(wildcards.gan, wildcards.train_set, earlier[-1])] if earlier else []
+
+
+def gan_hparams(wildcards):
+    """The GAN's hyper-parameter overrides (merged onto its paper values), as quoted JSON."""
+    return shlex.quote(json.dumps(GANS["models"].get(wildcards.gan, {}).get("hparams", {}), sort_keys=True))
+
+
+rule gan_synthetic_set:
+    # A synthetic WIDER FACE made only for training anonymizers (its own seed, so other scenes and
+    # faces than the detector's data: Safe Fakes trains anonymizers and detectors on different sets).
+    output:
+        directory("results/data/gan_synthetic/{synthetic_set}"),
+    params:
+        images=lambda wildcards: GANS["synthetic_sets"][wildcards.synthetic_set]["images"],
+        image_width=lambda wildcards: GANS["synthetic_sets"][wildcards.synthetic_set]["image_width"],
+        seed=lambda wildcards: GANS["synthetic_sets"][wildcards.synthetic_set]["seed"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/gan_synthetic/{synthetic_set}.log",
+    benchmark:
+        "results/benchmarks/gan_synthetic/{synthetic_set}.tsv"
+    wildcard_constraints:
+        synthetic_set=r"[a-z][a-z0-9_]*",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m safefakes synth --out {output} --images {params.images} --val-images 1"
+        " --image-width {params.image_width} --seed {params.seed} --workers {threads} 2> {log}"
+
+
+rule train_gan:
+    # One job per iteration point; the jobs of a run follow each other, each resuming from the state the
+    # previous one left in results/gan_state/ (bit-identical to one uninterrupted run).
+    input:
+        train_set=gan_train_set_path,
+        previous=previous_gan_checkpoint,
+    output:
+        "results/gans/{gan}/{train_set}/iter_{iterations}.pt",
+    params:
+        hparams=gan_hparams,
+        max_faces=gan_max_faces_arg,
+        checkpoints=subpath(output[0], parent=True),
+        state_dir="results/gan_state/{gan}/{train_set}",
+        seed=GANS.get("seed", 0),
+        device=GANS.get("device", "auto"),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/train_gan/{gan}/{train_set}/iter_{iterations}.log",
+    benchmark:
+        "results/benchmarks/train_gan/{gan}/{train_set}/iter_{iterations}.tsv"
+    threads: 2
+    resources:
+        mem_mb=grows_with_attempt(8000),
+        runtime=grows_with_attempt(2880),
+        gpu=1,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m safefakes train-gan --gan {wildcards.gan} --train-set {input.train_set} {params.max_faces}"
+        " --iterations {wildcards.iterations} --checkpoints {params.checkpoints} --state-dir {params.state_dir}"
+        " --hparams {params.hparams} --seed {params.seed} --device {params.device} 2> {log}"
+
+
+rule fig1:
+    input:
+        original=original_root(),
+        anonymized=expand("results/anonymized/{method}", method=METHODS),
+    output:
+        report("results/figures/fig1_examples.png", caption="../report/fig1.rst", category="Fig. 1: examples"),
+    params:
+        # The untouched images come from --original; every other method from its anonymized copy.
+        results=" ".join(f"--result {shlex.quote(f'{method}=results/anonymized/{method}')}" for method in ANONYMIZED_METHODS),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figures/fig1.log",
+    benchmark:
+        "results/benchmarks/figures/fig1.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m safefakes plot-fig1 --original {input.original} --split train {params.results} --out-png {output} 2> {log}"
+
+
+rule keypoint_coverage:
+    input:
+        expand("results/anonymized/{method}", method=GAN_METHODS),
+    output:
+        png=report("results/figures/keypoint_coverage.png", caption="../report/coverage.rst", category="Fig. 1: examples"),
+        csv="results/figures/keypoint_coverage.csv",
+    params:
+        manifests=" ".join(f"--manifest {shlex.quote(f'{method}=results/anonymized/{method}/manifest.json')}" for method in GAN_METHODS),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figures/keypoint_coverage.log",
+    benchmark:
+        "results/benchmarks/figures/keypoint_coverage.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m safefakes plot-keypoint-coverage {params.manifests} --out-png {output.png} --out-csv {output.csv} 2> {log}"
+
+
+def fig7_inputs(wildcards):
+    """Fig. 7: APs after training on data anonymized by the GAN trained on each training set, plus original data."""
+    fig7 = GANS["fig7"]
+    inputs = {"original": evaluation_json(wildcards.detector, "original", FINAL_ITERATION)} if "original" in METHODS else {}
+    for train_set in fig7["train_sets"]:
+        name = gan_dataset_name(fig7["gan"], train_set, fig7["iterations"])
+        inputs[train_set] = evaluation_json(wildcards.detector, name, FINAL_ITERATION)
+    return inputs
+
+
+def fig7_face_args(wildcards):
+    """`--faces LABEL=N` for the training sets cut to a size."""
+    sets = GANS["train_sets"]
+    return " ".join(
+        f"--faces {name}={sets[name]['max_faces']}" for name in GANS["fig7"]["train_sets"] if sets[name].get("max_faces") is not None
+    )
+
+
+rule fig7:
+    input:
+        unpack(fig7_inputs),
+    output:
+        png=report("results/figures/fig7_{detector}.png", caption="../report/fig7.rst", category="Fig. 7: anonymizer training set"),
+        csv="results/figures/fig7_{detector}.csv",
+    params:
+        results=result_args,
+        faces=fig7_face_args,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figures/fig7_{detector}.log",
+    benchmark:
+        "results/benchmarks/figures/fig7_{detector}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m safefakes plot-fig7 --detector {wildcards.detector} {params.results} {params.faces}"
+        " --out-png {output.png} --out-csv {output.csv} 2> {log}"
+
+
+def fig9_inputs(wildcards):
+    """Fig. 9: APs after training on data anonymized by the GAN's checkpoint at each iteration point."""
+    fig9 = GANS["fig9"]
+    return {
+        str(n): evaluation_json(wildcards.detector, gan_dataset_name(fig9["gan"], fig9["train_set"], n), FINAL_ITERATION)
+        for n in fig9["iterations"]
+    }
+
+
+def fig9_reference_args(wildcards):
+    """`--reference original=...` when the original data is part of the study."""
+    if "original" not in METHODS:
+        return ""
+    return f"--reference original={shlex.quote(evaluation_json(wildcards.detector, 'original', FINAL_ITERATION))}"
+
+
+rule fig9:
+    input:
+        unpack(fig9_inputs),
+        references=lambda wildcards: [evaluation_json(wildcards.detector, "original", FINAL_ITERATION)] if "original" in METHODS else [],
+    output:
+        png=report("results/figures/fig9_{detector}.png", caption="../report/fig9.rst", category="Fig. 9: anonymizer iterations"),
+        csv="results/figures/fig9_{detector}.csv",
+    params:
+        results=lambda wildcards, input: " ".join(
+            f"--result {shlex.quote(f'{key}={path}')}" for key, path in input.items() if key != "references"
+        ),
+        references=fig9_reference_args,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figures/fig9_{detector}.log",
+    benchmark:
+        "results/benchmarks/figures/fig9_{detector}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m safefakes plot-fig9 --detector {wildcards.detector} {params.results} {params.references}"
+        " --out-png {output.png} --out-csv {output.csv} 2> {log}"
