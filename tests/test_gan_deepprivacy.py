@@ -142,7 +142,7 @@ def test_losses_move_in_the_right_direction(synth_root: Path) -> None:
     """A critic trained alone widens its Wasserstein estimate; a generator trained alone lowers its loss."""
     torch.manual_seed(0)
     hparams = DeepPrivacyHparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
-    crops = load_crop_set(synth_root, 16, hparams.train.context_factor, hparams.train.min_face_size, "keypoints7")
+    crops = load_crop_set(synth_root, 16, hparams.train.context_factor, hparams.train.min_face_size, ("keypoints7",))
     rng, gen = iteration_generators(0, 1)
     selection = select_crops(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool))
     batch = make_batch(selection, 16, 16, 1.0, "black", gen, torch.device("cpu"))

@@ -274,12 +274,12 @@ def load_crop_set(
     resolution: int,
     context_factor: float,
     min_face_size: float,
-    requirement: str | None = None,
+    requirements: Sequence[str] = (),
     max_faces: int | None = None,
     seed: int = 0,
 ) -> CropSet:
     """The training crops at ``path`` (synthetic WIDER root, FDF, PIPA or identity folders), keeping the crops
-    that have ``requirement``, then at most ``max_faces`` of them (seeded choice)."""
+    that have every one of ``requirements``, then at most ``max_faces`` of them (seeded choice)."""
     path = Path(path)
     if WiderLayout(path).annotation_file("train").is_file():
         crops = synthetic_crop_set(path, resolution, context_factor, min_face_size)
@@ -289,6 +289,6 @@ def load_crop_set(
         from safefakes.anonymize.gan.crop_readers import read_crop_folder
 
         crops = read_crop_folder(path, resolution, context_factor, min_face_size)
-    if requirement is not None:
+    for requirement in requirements:
         crops = crops.require(requirement)
     return crops.subset(max_faces, seed)

@@ -206,7 +206,7 @@ class DeepPrivacyRecipe:
     """DeepPrivacy in the shared loop and anonymizer (:class:`~safefakes.anonymize.gan.recipe.GanRecipe`)."""
 
     name = "deepprivacy"
-    requirement = "keypoints7"  # FDF and the synthetic set: faces with at least one keypoint
+    requirements = ("keypoints7",)  # faces with at least one keypoint
     landmark_kind = "keypoints7"
     missing_landmarks = "generate"  # Safe Fakes Sec. III-C: run without keypoints when none are found
 

@@ -49,8 +49,9 @@ class GanRecipe(Protocol):
     """
 
     name: str
-    #: What every training crop must carry (crops without it are left out), or None.
-    requirement: str | None
+    #: What every training crop must carry (crops without any of it are left out): names from
+    #: :data:`~safefakes.anonymize.gan.cropsets.REQUIREMENTS`.
+    requirements: tuple[str, ...]
     landmark_kind: LandmarkKind
     missing_landmarks: MissingLandmarks
 

@@ -154,7 +154,7 @@ def _check_iterations(requested: Sequence[int]) -> tuple[int, ...]:
 def load_training_crops(recipe: GanRecipe, hparams: GanHparams, train_set: Path, max_faces: int | None, seed: int) -> CropSet:
     """The crops a run trains on: the folder's crops that carry what the GAN needs, cut to ``max_faces``."""
     t = hparams.train
-    return load_crop_set(train_set, hparams.model.resolution, t.context_factor, t.min_face_size, recipe.requirement, max_faces, seed)
+    return load_crop_set(train_set, hparams.model.resolution, t.context_factor, t.min_face_size, recipe.requirements, max_faces, seed)
 
 
 def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Path]:
