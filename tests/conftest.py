@@ -25,3 +25,13 @@ def shared_data() -> Path:
 def wider_fixture_root(shared_data: Path) -> Path:
     """The real WIDER FACE subset: ``WIDER_{train,val}/images`` plus annotation files."""
     return shared_data / "wider_face"
+
+
+@pytest.fixture(scope="session")
+def gan_synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic WIDER FACE root with ground-truth keypoints, 68 landmarks and identities (GAN tests)."""
+    from safefakes.data.synth import SynthConfig, synthesize
+
+    root = tmp_path_factory.mktemp("gan_synth") / "wider"
+    synthesize(root, 10, seed=4, config=SynthConfig.from_dict({"image_width": 384}))
+    return root

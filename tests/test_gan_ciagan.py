@@ -30,7 +30,6 @@ from safefakes.anonymize.gan.recipe import get_recipe
 from safefakes.anonymize.gan.training import GanTrainRequest, iteration_generators, load_gan_checkpoint, train_gan, write_gan_checkpoint
 from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
-from safefakes.data.synth import SynthConfig, synthesize
 from safefakes.data.wider import FaceBox, FaceExtras
 
 TINY_MODEL = {
@@ -41,14 +40,6 @@ TINY_MODEL = {
 TINY_TRAIN = {"batch_size": 4, "min_face_size": 12, "log_every": 1, "state_every": 2}
 TINY_HPARAMS = {"model": TINY_MODEL, "train": TINY_TRAIN}
 NUM_IDENTITIES = 5
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small synthetic WIDER FACE root with ground-truth 68 landmarks and identities."""
-    root = tmp_path_factory.mktemp("synth") / "wider"
-    synthesize(root, 10, seed=4, config=SynthConfig.from_dict({"image_width": 384}))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +110,8 @@ def test_landmark_image_and_mask() -> None:
     assert mask[1, 0].sum() == 16 and mask[1, 0, 4:8, 4:8].all()  # no landmarks: the box alone
 
 
-def test_batch_from_synthetic_crops(synth_root: Path) -> None:
-    crops = load_crop_set(synth_root, 16, 2.0, 12, RECIPE.requirements)
+def test_batch_from_synthetic_crops(gan_synth_root: Path) -> None:
+    crops = load_crop_set(gan_synth_root, 16, 2.0, 12, RECIPE.requirements)
     classes, count = crops.identity_classes()
     assert RECIPE.generator_config(CiaganHparams.from_dict(TINY_HPARAMS), crops) == {"num_identities": count}
     selection = select_crops(crops, np.arange(4), np.array([False, True, False, False]))
@@ -155,11 +146,11 @@ def test_shapes_and_composite() -> None:
         generator(torch.zeros(1, 3, 16, 16), torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16), identity[:1])
 
 
-def test_losses_move_in_the_right_direction(synth_root: Path) -> None:
+def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
     """Each network trained alone lowers its own loss: discriminator, identity classifier, then the generator against both."""
     torch.manual_seed(0)
     hparams = CiaganHparams.from_dict(TINY_HPARAMS)
-    crops = load_crop_set(synth_root, 16, 2.0, 12, RECIPE.requirements)
+    crops = load_crop_set(gan_synth_root, 16, 2.0, 12, RECIPE.requirements)
     count = crops.identity_classes()[1]
     rng, _ = iteration_generators(0, 1)
     batch = make_batch(select_crops(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool)), crops, 1, torch.device("cpu"))
@@ -197,10 +188,10 @@ def _request(tmp: Path, train_set: Path, iterations: tuple[int, ...], name: str)
     return GanTrainRequest("ciagan", train_set, tmp / name / "ckpt", tmp / name / "state", TINY_HPARAMS, iterations, 3, "cpu")
 
 
-def test_exact_resume_matches_uninterrupted_run(synth_root: Path, tmp_path: Path) -> None:
-    straight = train_gan(_request(tmp_path, synth_root, (2, 4), "straight"))
-    train_gan(_request(tmp_path, synth_root, (2,), "resumed"))  # "killed" after its state at iteration 2
-    resumed = train_gan(_request(tmp_path, synth_root, (2, 4), "resumed"))
+def test_exact_resume_matches_uninterrupted_run(gan_synth_root: Path, tmp_path: Path) -> None:
+    straight = train_gan(_request(tmp_path, gan_synth_root, (2, 4), "straight"))
+    train_gan(_request(tmp_path, gan_synth_root, (2,), "resumed"))  # "killed" after its state at iteration 2
+    resumed = train_gan(_request(tmp_path, gan_synth_root, (2, 4), "resumed"))
     for a, b in zip(straight, resumed):
         first, second = load_gan_checkpoint(a), load_gan_checkpoint(b)
         assert first.iteration == second.iteration and first.generator_config == second.generator_config
@@ -216,8 +207,8 @@ def test_exact_resume_matches_uninterrupted_run(synth_root: Path, tmp_path: Path
     assert load_gan_checkpoint(resumed[-1]).resolution == 16
 
 
-def test_train_gan_command(synth_root: Path, tmp_path: Path) -> None:
-    args = ["train-gan", "--gan", "ciagan", "--train-set", str(synth_root), "--iterations", "1", "--checkpoints", str(tmp_path / "c"),
+def test_train_gan_command(gan_synth_root: Path, tmp_path: Path) -> None:
+    args = ["train-gan", "--gan", "ciagan", "--train-set", str(gan_synth_root), "--iterations", "1", "--checkpoints", str(tmp_path / "c"),
             "--state-dir", str(tmp_path / "s"), "--hparams", json.dumps(TINY_HPARAMS), "--device", "cpu"]
     assert main(args) == 0
     checkpoint = load_gan_checkpoint(tmp_path / "c" / "iter_1.pt", "ciagan")

@@ -19,7 +19,6 @@ from safefakes.anonymize.gan.deepprivacy import (
     DeepPrivacyDiscriminator,
     DeepPrivacyGenerator,
     DeepPrivacyModelConfig,
-    WganGpConfig,
     discriminator_loss,
     generator_loss,
     pose_maps,
@@ -36,19 +35,10 @@ from safefakes.anonymize.gan.training import (
 )
 from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
-from safefakes.data.synth import SynthConfig, synthesize
 from safefakes.data.wider import FaceBox, FaceExtras
 
 TINY_MODEL = {"resolution": 16, "max_channels": 16, "min_channels": 8, "full_width_until": 8, "latent_channels": 4}
 TINY_TRAIN = {"batch_size": 4, "transition_images": 8, "stabilization_images": 8, "min_face_size": 12, "log_every": 1, "state_every": 2}
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small synthetic WIDER FACE root with ground-truth keypoints."""
-    root = tmp_path_factory.mktemp("synth") / "wider"
-    synthesize(root, 10, seed=4, config=SynthConfig.from_dict({"image_width": 384}))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +128,11 @@ def test_progressive_schedule() -> None:
     ]
 
 
-def test_losses_move_in_the_right_direction(synth_root: Path) -> None:
+def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
     """A critic trained alone widens its Wasserstein estimate; a generator trained alone lowers its loss."""
     torch.manual_seed(0)
     hparams = DeepPrivacyHparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
-    crops = load_crop_set(synth_root, 16, hparams.train.context_factor, hparams.train.min_face_size, ("keypoints7",))
+    crops = load_crop_set(gan_synth_root, 16, hparams.train.context_factor, hparams.train.min_face_size, ("keypoints7",))
     rng, gen = iteration_generators(0, 1)
     selection = select_crops(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool))
     batch = make_batch(selection, 16, 16, 1.0, "black", gen, torch.device("cpu"))
@@ -179,10 +169,10 @@ def _request(tmp: Path, train_set: Path, iterations: tuple[int, ...], name: str)
     return GanTrainRequest("deepprivacy", train_set, tmp / name / "ckpt", tmp / name / "state", {"model": TINY_MODEL, "train": TINY_TRAIN}, iterations, 3, "cpu")
 
 
-def test_exact_resume_matches_uninterrupted_run(synth_root: Path, tmp_path: Path) -> None:
-    straight = train_gan(_request(tmp_path, synth_root, (3, 6), "straight"))
-    train_gan(_request(tmp_path, synth_root, (3,), "resumed"))  # "killed" after its state at iteration 3
-    resumed = train_gan(_request(tmp_path, synth_root, (3, 6), "resumed"))
+def test_exact_resume_matches_uninterrupted_run(gan_synth_root: Path, tmp_path: Path) -> None:
+    straight = train_gan(_request(tmp_path, gan_synth_root, (3, 6), "straight"))
+    train_gan(_request(tmp_path, gan_synth_root, (3,), "resumed"))  # "killed" after its state at iteration 3
+    resumed = train_gan(_request(tmp_path, gan_synth_root, (3, 6), "resumed"))
     for a, b in zip(straight, resumed):
         first, second = load_gan_checkpoint(a), load_gan_checkpoint(b)
         assert first.iteration == second.iteration
@@ -196,11 +186,11 @@ def test_exact_resume_matches_uninterrupted_run(synth_root: Path, tmp_path: Path
     assert load_gan_checkpoint(resumed[-1]).resolution == 16  # 2 iterations at 8 px, then the 16 px fade-in
 
 
-def test_train_gan_command(synth_root: Path, tmp_path: Path) -> None:
+def test_train_gan_command(gan_synth_root: Path, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     gan_cli.register(parser.add_subparsers(dest="command"))
     hparams = json.dumps({"model": TINY_MODEL, "train": TINY_TRAIN})
-    args = parser.parse_args(["train-gan", "--gan", "deepprivacy", "--train-set", str(synth_root), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s"), "--hparams", hparams, "--device", "cpu"])
+    args = parser.parse_args(["train-gan", "--gan", "deepprivacy", "--train-set", str(gan_synth_root), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s"), "--hparams", hparams, "--device", "cpu"])
     assert args.func(args) == 0 and (tmp_path / "c" / "iter_2.pt").is_file()
     bad = parser.parse_args(["train-gan", "--gan", "deepprivacy", "--train-set", str(tmp_path), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s"), "--hparams", "{\"oops\": 1}"])
     with pytest.raises(SafefakesError, match="oops"):
@@ -269,8 +259,8 @@ def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_pa
     assert np.array_equal(batched[0][0], out) and np.array_equal(batched[1][0], out)
 
 
-def test_anonymize_command_is_deterministic(synth_root: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    common = ["anonymize", "--method", "deepprivacy", "--checkpoint", str(tiny_checkpoint), "--wider-root", str(synth_root), "--split", "train", "--seed", "2", "--param", "device=cpu"]
+def test_anonymize_command_is_deterministic(gan_synth_root: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    common = ["anonymize", "--method", "deepprivacy", "--checkpoint", str(tiny_checkpoint), "--wider-root", str(gan_synth_root), "--split", "train", "--seed", "2", "--param", "device=cpu"]
     assert main([*common, "--out", str(tmp_path / "a")]) == 0
     assert main([*common, "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / "WIDER_train").rglob("*.jpg"))
@@ -278,5 +268,5 @@ def test_anonymize_command_is_deterministic(synth_root: Path, tiny_checkpoint: P
     counts = json.loads((tmp_path / "a" / "manifest.json").read_text())["counts"]
     assert counts["faces_anonymized"] > 0 and all(k.startswith("kp=dataset,size=") for k in counts["face_details"])
     assert sum(counts["face_details"].values()) == counts["faces_anonymized"]
-    assert main(["anonymize", "--method", "deepprivacy", "--wider-root", str(synth_root), "--split", "train", "--out", str(tmp_path / "c")]) == 1
-    assert main(["anonymize", "--method", "blur", "--checkpoint", str(tiny_checkpoint), "--wider-root", str(synth_root), "--split", "train", "--out", str(tmp_path / "c")]) == 1
+    assert main(["anonymize", "--method", "deepprivacy", "--wider-root", str(gan_synth_root), "--split", "train", "--out", str(tmp_path / "c")]) == 1
+    assert main(["anonymize", "--method", "blur", "--checkpoint", str(tiny_checkpoint), "--wider-root", str(gan_synth_root), "--split", "train", "--out", str(tmp_path / "c")]) == 1

@@ -31,20 +31,11 @@ from safefakes.anonymize.gan.sun2018_training import Sun2018Hparams, make_batch
 from safefakes.anonymize.gan.training import GanTrainRequest, iteration_generators, load_gan_checkpoint, train_gan, write_gan_checkpoint
 from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
-from safefakes.data.synth import SynthConfig, synthesize
 from safefakes.data.wider import FaceBox, FaceExtras
 
 TINY_MODEL = {"resolution": 16, "base_channels": 8, "max_channels": 16, "landmark_hidden": 32, "discriminator_channels": 8}
 TINY_TRAIN = {"batch_size": 4, "min_face_size": 12, "log_every": 1, "state_every": 2}
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small synthetic WIDER FACE root with ground-truth 68 landmarks."""
-    root = tmp_path_factory.mktemp("synth") / "wider"
-    synthesize(root, 10, seed=4, config=SynthConfig.from_dict({"image_width": 384}))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -122,11 +113,11 @@ def test_shapes_of_both_stages_and_missing_landmarks() -> None:
     assert torch.equal(generated[[0, 2]], without[[0, 2]]) and not torch.equal(generated[1], without[1])
 
 
-def test_losses_move_in_the_right_direction(synth_root: Path) -> None:
+def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
     """Stage I's landmark error drops; a discriminator trained alone lowers its loss; a generator trained alone lowers its adversarial loss."""
     torch.manual_seed(0)
     hparams = Sun2018Hparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
-    crops = load_crop_set(synth_root, 16, hparams.train.context_factor, hparams.train.min_face_size, ("landmarks68",))
+    crops = load_crop_set(gan_synth_root, 16, hparams.train.context_factor, hparams.train.min_face_size, ("landmarks68",))
     rng, _ = iteration_generators(0, 1)
     batch = make_batch(select_crops(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool)), 16, CPU)
     assert (batch.condition[batch.mask.expand_as(batch.condition) == 0] == -1).all()
@@ -178,10 +169,10 @@ def _request(tmp: Path, train_set: Path, iterations: tuple[int, ...], name: str)
     return GanTrainRequest("sun2018", train_set, tmp / name / "ckpt", tmp / name / "state", {"model": TINY_MODEL, "train": TINY_TRAIN}, iterations, 3, "cpu")
 
 
-def test_exact_resume_matches_uninterrupted_run(synth_root: Path, tmp_path: Path) -> None:
-    straight = train_gan(_request(tmp_path, synth_root, (3, 6), "straight"))
-    train_gan(_request(tmp_path, synth_root, (3,), "resumed"))  # "killed" after its state at iteration 3
-    resumed = train_gan(_request(tmp_path, synth_root, (3, 6), "resumed"))
+def test_exact_resume_matches_uninterrupted_run(gan_synth_root: Path, tmp_path: Path) -> None:
+    straight = train_gan(_request(tmp_path, gan_synth_root, (3, 6), "straight"))
+    train_gan(_request(tmp_path, gan_synth_root, (3,), "resumed"))  # "killed" after its state at iteration 3
+    resumed = train_gan(_request(tmp_path, gan_synth_root, (3, 6), "resumed"))
     for a, b in zip(straight, resumed):
         first, second = load_gan_checkpoint(a), load_gan_checkpoint(b)
         assert first.iteration == second.iteration and first.resolution == 16
@@ -198,9 +189,9 @@ def test_exact_resume_matches_uninterrupted_run(synth_root: Path, tmp_path: Path
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("landmark_loss", "landmark_error", "d_loss", "g_loss", "g_l1", "g_adversarial"))
 
 
-def test_train_gan_command(synth_root: Path, tmp_path: Path) -> None:
+def test_train_gan_command(gan_synth_root: Path, tmp_path: Path) -> None:
     hparams = json.dumps({"model": TINY_MODEL, "train": TINY_TRAIN})
-    common = ["train-gan", "--gan", "sun2018", "--train-set", str(synth_root), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s")]
+    common = ["train-gan", "--gan", "sun2018", "--train-set", str(gan_synth_root), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s")]
     assert main([*common, "--hparams", hparams, "--device", "cpu"]) == 0
     checkpoint = load_gan_checkpoint(tmp_path / "c" / "iter_2.pt", "sun2018")
     assert checkpoint.iteration == 2 and isinstance(checkpoint.build_generator(), Sun2018Generator)

@@ -49,6 +49,7 @@ def micro_config() -> dict:
     """TINY_CONFIG cut further: one method, one detector (the demo's slim Faster R-CNN), one iteration point."""
     config = copy.deepcopy(TINY_CONFIG)
     config["anonymize"]["methods"] = {"blackout": {}}
+    del config["gans"]  # no GAN runs: the tiny local DAG test covers them
     config["training"]["iterations"] = [2]
     demo = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())
     detector = demo["detectors"]["faster_rcnn"]

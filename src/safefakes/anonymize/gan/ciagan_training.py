@@ -37,7 +37,7 @@ from safefakes.anonymize.gan.ciagan import (
 )
 from safefakes.anonymize.gan.crops import FaceCrop
 from safefakes.anonymize.gan.cropsets import CropSelection, CropSet
-from safefakes.anonymize.gan.recipe import bgr_to_tensor, rgb_to_tensor, tensor_to_bgr
+from safefakes.anonymize.gan.recipe import SectionedHparams, bgr_to_tensor, rgb_to_tensor, tensor_to_bgr
 from safefakes.common.errors import SafefakesError
 
 # --------------------------------------------------------------------------------------------------
@@ -71,29 +71,12 @@ class CiaganTrainConfig(MethodConfig):
 
 
 @dataclass(frozen=True)
-class CiaganHparams:
+class CiaganHparams(SectionedHparams):
     """All hyper-parameters of one training run: ``{"model": {...}, "train": {...}, "loss": {...}}``."""
 
     model: CiaganModelConfig
     train: CiaganTrainConfig
     loss: CiaganLossConfig
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> CiaganHparams:
-        """Build from the config.yaml section (passed as JSON); unknown sections are an error."""
-        values = dict(values or {})
-        unknown = sorted(set(values) - {"model", "train", "loss"})
-        if unknown:
-            raise SafefakesError(f"unknown hyper-parameter section(s) {', '.join(unknown)}; expected model, train, loss")
-        return cls(
-            CiaganModelConfig.from_dict(values.get("model")),
-            CiaganTrainConfig.from_dict(values.get("train")),
-            CiaganLossConfig.from_dict(values.get("loss")),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping of every resolved value (stored in checkpoints)."""
-        return {"model": self.model.to_dict(), "train": self.train.to_dict(), "loss": self.loss.to_dict()}
 
 
 def num_identities(generator_config: Mapping[str, Any]) -> int:

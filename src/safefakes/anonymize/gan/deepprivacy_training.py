@@ -27,7 +27,7 @@ from safefakes.anonymize.gan.deepprivacy import (
     discriminator_loss,
     generator_loss,
 )
-from safefakes.anonymize.gan.recipe import bgr_to_tensor, crop_box_masks, crop_points, rgb_to_tensor, tensor_to_bgr
+from safefakes.anonymize.gan.recipe import SectionedHparams, bgr_to_tensor, crop_box_masks, crop_points, rgb_to_tensor, tensor_to_bgr
 from safefakes.common.errors import SafefakesError
 
 # --------------------------------------------------------------------------------------------------
@@ -66,29 +66,12 @@ class DeepPrivacyTrainConfig(MethodConfig):
 
 
 @dataclass(frozen=True)
-class DeepPrivacyHparams:
+class DeepPrivacyHparams(SectionedHparams):
     """All hyper-parameters of one training run: ``{"model": {...}, "train": {...}, "loss": {...}}``."""
 
     model: DeepPrivacyModelConfig
     train: DeepPrivacyTrainConfig
     loss: WganGpConfig
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> DeepPrivacyHparams:
-        """Build from the config.yaml section (passed as JSON); unknown sections are an error."""
-        values = dict(values or {})
-        unknown = sorted(set(values) - {"model", "train", "loss"})
-        if unknown:
-            raise SafefakesError(f"unknown hyper-parameter section(s) {', '.join(unknown)}; expected model, train, loss")
-        return cls(
-            DeepPrivacyModelConfig.from_dict(values.get("model")),
-            DeepPrivacyTrainConfig.from_dict(values.get("train")),
-            WganGpConfig.from_dict(values.get("loss")),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping of every resolved value (stored in checkpoints)."""
-        return {"model": self.model.to_dict(), "train": self.train.to_dict(), "loss": self.loss.to_dict()}
 
 
 @dataclass(frozen=True)

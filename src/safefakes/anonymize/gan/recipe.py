@@ -11,7 +11,9 @@ Recipes are registered by name in :data:`GAN_RECIPES` as ``module:attribute`` an
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
@@ -39,6 +41,26 @@ class GanHparams(Protocol):
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping of every resolved value (stored in checkpoints)."""
         ...
+
+
+class SectionedHparams:
+    """Base of a GAN's hyper-parameters: a frozen dataclass whose fields (``model``, ``train``, ``loss``)
+    are :class:`~safefakes.anonymize.base.MethodConfig` sections, read from and written to one mapping."""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> Any:
+        """Build every section from ``values`` (the config.yaml section passed as JSON); unknown sections are an error."""
+        values = dict(values or {})
+        names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise SafefakesError(f"unknown hyper-parameter section(s) {', '.join(unknown)}; expected {', '.join(names)}")
+        types = typing.get_type_hints(cls)
+        return cls(**{name: types[name].from_dict(values.get(name)) for name in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping of every resolved value (stored in checkpoints)."""
+        return {field.name: getattr(self, field.name).to_dict() for field in dataclasses.fields(self)}  # type: ignore[arg-type]
 
 
 class GanRecipe(Protocol):

@@ -19,7 +19,7 @@ import torch
 from safefakes.anonymize.base import MethodConfig, require
 from safefakes.anonymize.gan.crops import FaceCrop
 from safefakes.anonymize.gan.cropsets import CropSelection, CropSet
-from safefakes.anonymize.gan.recipe import bgr_to_tensor, crop_box_masks, crop_points, rgb_to_tensor, tensor_to_bgr
+from safefakes.anonymize.gan.recipe import SectionedHparams, bgr_to_tensor, crop_box_masks, crop_points, rgb_to_tensor, tensor_to_bgr
 from safefakes.anonymize.gan.sun2018 import (
     Sun2018Discriminator,
     Sun2018Generator,
@@ -64,29 +64,12 @@ class Sun2018TrainConfig(MethodConfig):
 
 
 @dataclass(frozen=True)
-class Sun2018Hparams:
+class Sun2018Hparams(SectionedHparams):
     """All hyper-parameters of one training run: ``{"model": {...}, "train": {...}, "loss": {...}}``."""
 
     model: Sun2018ModelConfig
     train: Sun2018TrainConfig
     loss: Sun2018LossConfig
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> Sun2018Hparams:
-        """Build from the config.yaml section (passed as JSON); unknown sections are an error."""
-        values = dict(values or {})
-        unknown = sorted(set(values) - {"model", "train", "loss"})
-        if unknown:
-            raise SafefakesError(f"unknown hyper-parameter section(s) {', '.join(unknown)}; expected model, train, loss")
-        return cls(
-            Sun2018ModelConfig.from_dict(values.get("model")),
-            Sun2018TrainConfig.from_dict(values.get("train")),
-            Sun2018LossConfig.from_dict(values.get("loss")),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping of every resolved value (stored in checkpoints)."""
-        return {"model": self.model.to_dict(), "train": self.train.to_dict(), "loss": self.loss.to_dict()}
 
 
 @dataclass
