@@ -5,9 +5,12 @@ speed does not depend on the weights) anonymizes a synthetic WIDER FACE training
 images and then one ``--scale`` times larger, each in a fresh process. Landmarks come from the
 synthetic data's ground truth, so the figures are the generator's cost plus cropping, pasting and JPEG
 coding, not a landmark detector's. The peak resident memory of the two runs should be about equal:
-images stream through the runner in batches, nothing grows with the dataset.
+images stream through the runner in batches, nothing grows with the dataset. The batches are kept small
+(``--batch-faces``, ``--batch-images``) so that even the small dataset fills them; the peak then
+measures the batch, which the method parameters bound, not the dataset.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_gan.py [--gans deepprivacy,ciagan,sun2018] [--device cpu|cuda]
+        [--images 3 --scale 10] [--batch-faces 8 --batch-images 2]
 """
 
 from __future__ import annotations
@@ -49,23 +52,23 @@ def write_untrained_checkpoint(gan: str, hparams: dict, path: Path) -> None:
     write_gan_checkpoint(path, gan, generator, parsed, 1, parsed.model.resolution, 1.0, 0, config)
 
 
-def measure(gan: str, checkpoint: Path, root: Path, out: Path, device: str) -> dict:
-    """Anonymize ``root`` in this (child) process; wall time, faces and peak RSS."""
+def measure(gan: str, checkpoint: Path, root: Path, out: Path, params: dict) -> dict:
+    """Anonymize ``root`` in this (child) process with method ``params``; wall time, faces and peak RSS."""
     from safefakes.anonymize.dataset import AnonymizeJob, anonymize_dataset
 
     start = time.perf_counter()
-    anonymize_dataset(AnonymizeJob(wider_root=root, split="train", out=out, method=gan, params={"checkpoint": str(checkpoint), "device": device}))
+    anonymize_dataset(AnonymizeJob(wider_root=root, split="train", out=out, method=gan, params={"checkpoint": str(checkpoint), **params}))
     seconds = time.perf_counter() - start
     counts = json.loads((out / "manifest.json").read_text())["counts"]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "faces": counts["faces_anonymized"], "peak_rss_mb": peak_mb}
 
 
-def run_child(gan: str, checkpoint: Path, root: Path, out: Path, device: str) -> dict:
+def run_child(gan: str, checkpoint: Path, root: Path, out: Path, params: dict) -> dict:
     """:func:`measure` in a fresh interpreter, so peak memory belongs to one run only."""
     code = (
         "import json, sys; sys.path.insert(0, 'benchmarks'); import bench_gan; from pathlib import Path; "
-        f"print(json.dumps(bench_gan.measure({gan!r}, Path({str(checkpoint)!r}), Path({str(root)!r}), Path({str(out)!r}), {device!r})))"
+        f"print(json.dumps(bench_gan.measure({gan!r}, Path({str(checkpoint)!r}), Path({str(root)!r}), Path({str(out)!r}), {params!r})))"
     )
     env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True)
@@ -81,7 +84,10 @@ def main() -> None:
     parser.add_argument("--image-width", type=int, default=1024)
     parser.add_argument("--hparams", default="{}", help="JSON hyper-parameters applied to every GAN (default: paper values)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-faces", type=int, default=8, help="faces per generator pass (method parameter batch_faces)")
+    parser.add_argument("--batch-images", type=int, default=2, help="images per batch (method parameter batch_images)")
     args = parser.parse_args()
+    params = {"device": args.device, "batch_faces": args.batch_faces, "batch_images": args.batch_images}
     sys.path.insert(0, str(PROJECT_ROOT / "src"))
     from safefakes.data.synth import SynthConfig, synthesize
 
@@ -95,7 +101,7 @@ def main() -> None:
             checkpoint = work / f"{gan}.pt"
             write_untrained_checkpoint(gan, json.loads(args.hparams), checkpoint)
             for count, root in roots.items():
-                row = run_child(gan, checkpoint, root, work / f"out_{gan}_{count}", args.device)
+                row = run_child(gan, checkpoint, root, work / f"out_{gan}_{count}", params)
                 row.update(gan=gan, images=count, faces_per_s=row["faces"] / row["seconds"], device=args.device)
                 print(json.dumps(row), flush=True)
 
