@@ -32,6 +32,8 @@ from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
 
+from gan_helpers import inside_boxes
+
 TINY_MODEL = {
     "resolution": 16, "generator_base_channels": 4, "generator_max_channels": 8, "bottleneck_blocks": 1, "identity_dense_layers": 2,
     "identity_hidden_features": 8, "identity_map_channels": 4, "discriminator_base_channels": 4, "discriminator_max_channels": 8,
@@ -233,13 +235,6 @@ def _scene() -> tuple[np.ndarray, list[FaceBox], list[FaceExtras]]:
     return image, faces, extras
 
 
-def _inside(faces: list[FaceBox], shape: tuple[int, ...]) -> np.ndarray:
-    mask = np.zeros(shape[:2], bool)
-    for f in faces:
-        mask[max(f.y, 0) : f.y + f.h, max(f.x, 0) : f.x + f.w] = True
-    return mask
-
-
 def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path) -> None:
     anonymizer = build_anonymizer("ciagan", {"checkpoint": str(tiny_checkpoint), "keypoint_source": "none", "device": "cpu"})
     image, faces, extras = _scene()
@@ -248,7 +243,7 @@ def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path) -> Non
     assert outcomes[2].reason == SKIP_BELOW_MIN_SIZE and outcomes[3].clipped
     assert [o.detail for o in outcomes if o.anonymized] == ["kp=dataset,size=20-50", "kp=none,size=20-50,fallback=blackout", "kp=dataset,size=20-50"]
     anonymized = [f for f, o in zip(faces, outcomes) if o.anonymized]
-    inside = _inside(anonymized, image.shape)
+    inside = inside_boxes(anonymized, image.shape)
     assert np.array_equal(out[~inside], image[~inside])  # nothing outside the boxes changes
     assert (out[30:54, 60:84] == 0).all()  # the face without landmarks is blacked out
     generated = out[10:44, 10:40]
@@ -267,5 +262,5 @@ def test_every_face_without_landmarks_is_blacked_out(tiny_checkpoint: Path) -> N
     out, outcomes = anonymizer.anonymize(image.copy(), faces, None, np.random.default_rng(0))
     anonymized = [f for f, o in zip(faces, outcomes) if o.anonymized]
     assert all(o.detail.endswith("fallback=blackout") for o in outcomes if o.anonymized)
-    inside = _inside(anonymized, image.shape)
+    inside = inside_boxes(anonymized, image.shape)
     assert (out[inside] == 0).all() and np.array_equal(out[~inside], image[~inside])

@@ -37,6 +37,8 @@ from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
 
+from gan_helpers import inside_boxes
+
 TINY_MODEL = {"resolution": 16, "max_channels": 16, "min_channels": 8, "full_width_until": 8, "latent_channels": 4}
 TINY_TRAIN = {"batch_size": 4, "transition_images": 8, "stabilization_images": 8, "min_face_size": 12, "log_every": 1, "state_every": 2}
 
@@ -224,13 +226,6 @@ def _scene() -> tuple[np.ndarray, list[FaceBox], list[FaceExtras]]:
     return image, faces, extras
 
 
-def _inside(faces: list[FaceBox], shape: tuple[int, ...]) -> np.ndarray:
-    mask = np.zeros(shape[:2], bool)
-    for f in faces:
-        mask[max(f.y, 0) : f.y + f.h, max(f.x, 0) : f.x + f.w] = True
-    return mask
-
-
 @pytest.mark.parametrize("blocking", ["black", "noise"])
 def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_path: Path, blocking: str) -> None:
     checkpoint = tiny_checkpoint
@@ -248,11 +243,11 @@ def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_pa
     assert outcomes[2].reason == SKIP_BELOW_MIN_SIZE and outcomes[3].clipped
     assert [o.detail for o in outcomes if o.anonymized] == ["kp=dataset,size=20-50", "kp=none,size=20-50", "kp=dataset,size=20-50"]
     anonymized = [f for f, o in zip(faces, outcomes) if o.anonymized]
-    outside = ~_inside(anonymized, image.shape)
+    outside = ~inside_boxes(anonymized, image.shape)
     assert np.array_equal(out[outside], image[outside])
     assert not np.array_equal(out[10:44, 10:40], image[10:44, 10:40])
     altered = image.copy()
-    altered[_inside(anonymized, image.shape)] = np.random.default_rng(9).integers(0, 255, (int(_inside(anonymized, image.shape).sum()), 3))
+    altered[inside_boxes(anonymized, image.shape)] = np.random.default_rng(9).integers(0, 255, (int(inside_boxes(anonymized, image.shape).sum()), 3))
     out_altered, _ = anonymizer.anonymize(altered, faces, extras, np.random.default_rng(5))
     assert np.array_equal(out_altered, out)
     batched = anonymizer.anonymize_batch([image.copy(), image.copy()], [faces, faces], [extras, extras], [np.random.default_rng(5), np.random.default_rng(5)])

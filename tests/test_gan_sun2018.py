@@ -33,6 +33,8 @@ from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
 
+from gan_helpers import inside_boxes
+
 TINY_MODEL = {"resolution": 16, "base_channels": 8, "max_channels": 16, "landmark_hidden": 32, "discriminator_channels": 8}
 TINY_TRAIN = {"batch_size": 4, "min_face_size": 12, "log_every": 1, "state_every": 2}
 CPU = torch.device("cpu")
@@ -214,13 +216,6 @@ def _scene() -> tuple[np.ndarray, list[FaceBox], list[FaceExtras]]:
     return image, faces, extras
 
 
-def _inside(faces: list[FaceBox], shape: tuple[int, ...]) -> np.ndarray:
-    mask = np.zeros(shape[:2], bool)
-    for f in faces:
-        mask[max(f.y, 0) : f.y + f.h, max(f.x, 0) : f.x + f.w] = True
-    return mask
-
-
 def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_path: Path) -> None:
     anonymizer = build_anonymizer("sun2018", {"checkpoint": str(tiny_checkpoint), "device": "cpu", "keypoint_source": "none"})
     image, faces, extras = _scene()
@@ -229,7 +224,7 @@ def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_pa
     assert outcomes[2].reason == SKIP_BELOW_MIN_SIZE
     assert [o.detail for o in outcomes if o.anonymized] == ["kp=dataset,size=20-50", "kp=none,size=20-50", "kp=dataset,size=20-50"]
     anonymized = [f for f, o in zip(faces, outcomes) if o.anonymized]
-    inside = _inside(anonymized, image.shape)
+    inside = inside_boxes(anonymized, image.shape)
     assert np.array_equal(out[~inside], image[~inside])
     for face in anonymized:  # every face is painted, the one without landmarks too (from Stage I's landmarks)
         box = out[face.y : face.y + face.h, face.x : face.x + face.w]
@@ -248,5 +243,5 @@ def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_pa
     torch.save(payload, tmp_path / "empty.pt")
     empty = build_anonymizer("sun2018", {"checkpoint": str(tmp_path / "empty.pt"), "device": "cpu", "keypoint_source": "none"})
     out_empty, _ = empty.anonymize(image.copy(), faces, extras, np.random.default_rng(5))
-    second = _inside([faces[1]], image.shape)
+    second = inside_boxes([faces[1]], image.shape)
     assert np.array_equal(out_empty[~second], out[~second]) and not np.array_equal(out_empty[second], out[second])
