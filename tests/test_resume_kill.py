@@ -127,13 +127,14 @@ def _dry_run_jobs(tmp_path: Path) -> str:
 
 
 def test_training_state_is_no_rule_output(tmp_path: Path) -> None:
-    """Snakemake deletes a failed job's outputs; the state dir lies under results/train_state, outside all of them."""
+    """Snakemake deletes a failed job's outputs; the state dirs lie under results/train_state (detectors) and
+    results/gan_state (GANs), outside all of them."""
     output = _dry_run_jobs(tmp_path)
     state_dirs = re.findall(r"--state-dir (\S+)", output)
     assert state_dirs, "no training command in the dry run"
     outputs = [path.strip() for line in re.findall(r"^\s+output: (.+)$", output, re.MULTILINE) for path in line.split(",")]
     for state_dir in state_dirs:
-        assert state_dir.startswith("results/train_state/"), state_dir
+        assert state_dir.startswith(("results/train_state/", "results/gan_state/")), state_dir
         for path in outputs:
             assert not state_dir.startswith(path.rstrip("/") + "/") and state_dir != path, (state_dir, path)
             assert not path.startswith(state_dir.rstrip("/") + "/"), (state_dir, path)

@@ -263,3 +263,64 @@ def result_args(wildcards, input):
 
 # One environment for every rule, used with `--sdm conda` (path relative to the rule files).
 CONDA_ENV = "../../envs/safefakes.yaml"
+
+
+# GAN training sets, runs and figures (rules in gans.smk).
+
+
+def gan_train_set_path(wildcards):
+    """The folder a GAN training set reads: a synthetic set made by `gan_synthetic_set`, or a configured path."""
+    spec = GANS["train_sets"][wildcards.train_set]
+    return f"results/data/gan_synthetic/{spec['synthetic']}" if "synthetic" in spec else spec["path"]
+
+
+def gan_max_faces_arg(wildcards):
+    """`--max-faces N` when the training set is cut (Fig. 7), else nothing."""
+    max_faces = GANS["train_sets"][wildcards.train_set].get("max_faces")
+    return "" if max_faces is None else f"--max-faces {max_faces}"
+
+
+def previous_gan_checkpoint(wildcards):
+    """The same run's previous iteration point: its job leaves the resumable state this one continues from."""
+    points = GAN_RUNS[(wildcards.gan, wildcards.train_set)]
+    earlier = [n for n in points if n < int(wildcards.iterations)]
+    return [gan_checkpoint_path(wildcards.gan, wildcards.train_set, earlier[-1])] if earlier else []
+
+
+def gan_hparams(wildcards):
+    """The GAN's hyper-parameter overrides (merged onto its paper values), as quoted JSON."""
+    return shlex.quote(json.dumps(GANS["models"].get(wildcards.gan, {}).get("hparams", {}), sort_keys=True))
+
+
+def fig7_inputs(wildcards):
+    """Fig. 7: APs after training on data anonymized by the GAN trained on each training set, plus original data."""
+    fig7 = GANS["fig7"]
+    inputs = {"original": evaluation_json(wildcards.detector, "original", FINAL_ITERATION)} if "original" in METHODS else {}
+    for train_set in fig7["train_sets"]:
+        name = gan_dataset_name(fig7["gan"], train_set, fig7["iterations"])
+        inputs[train_set] = evaluation_json(wildcards.detector, name, FINAL_ITERATION)
+    return inputs
+
+
+def fig7_face_args(wildcards):
+    """`--faces LABEL=N` for the training sets cut to a size."""
+    sets = GANS["train_sets"]
+    return " ".join(
+        f"--faces {name}={sets[name]['max_faces']}" for name in GANS["fig7"]["train_sets"] if sets[name].get("max_faces") is not None
+    )
+
+
+def fig9_inputs(wildcards):
+    """Fig. 9: APs after training on data anonymized by the GAN's checkpoint at each iteration point."""
+    fig9 = GANS["fig9"]
+    return {
+        str(n): evaluation_json(wildcards.detector, gan_dataset_name(fig9["gan"], fig9["train_set"], n), FINAL_ITERATION)
+        for n in fig9["iterations"]
+    }
+
+
+def fig9_reference_args(wildcards):
+    """`--reference original=...` when the original data is part of the study."""
+    if "original" not in METHODS:
+        return ""
+    return f"--reference original={shlex.quote(evaluation_json(wildcards.detector, 'original', FINAL_ITERATION))}"
