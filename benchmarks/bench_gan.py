@@ -32,6 +32,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 def write_untrained_checkpoint(gan: str, hparams: dict, path: Path) -> None:
     """A checkpoint of a freshly initialised generator (seed 0)."""
+    import numpy as np
     import torch
 
     from safefakes.anonymize.gan.cropsets import CropSet
@@ -41,8 +42,7 @@ def write_untrained_checkpoint(gan: str, hparams: dict, path: Path) -> None:
     recipe = get_recipe(gan)
     parsed = recipe.parse_hparams(hparams)
     torch.manual_seed(0)
-    import numpy as np
-
+    # Two placeholder crops with distinct identities: what generator_config reads (CIAGAN's identity count).
     one = CropSet(
         np.zeros((2, parsed.model.resolution, parsed.model.resolution, 3), np.uint8), np.zeros((2, 4), np.int64),
         np.zeros((2, 7, 3), np.float32), np.zeros((2, 68, 3), np.float32), np.arange(2, dtype=np.int64), "benchmark",

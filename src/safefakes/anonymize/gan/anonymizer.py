@@ -20,7 +20,7 @@ do not depend on how images are batched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 from torch import nn
 
 from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE, SKIP_OUTSIDE_IMAGE, AnonymizerSpec, FaceOutcome, MethodConfig, require
+from safefakes.anonymize.conventional import check_extras, clip_box
 from safefakes.anonymize.gan.crops import FaceCrop, block_boxes, make_face_crop, paste_inside_box
 from safefakes.anonymize.gan.cropsets import landmarks_with_visibility
 from safefakes.anonymize.gan.keypoints import KEYPOINT_SOURCES, build_keypoint_source, keypoints_from_extras, size_bin
@@ -70,11 +71,6 @@ class _PendingFace:
     face: FaceBox
     crop: FaceCrop
     inputs: dict[str, np.ndarray]
-
-
-def _face_inside(face: FaceBox, width: int, height: int) -> bool:
-    """Whether any part of the box lies inside the image."""
-    return min(face.x + face.w, width) > max(face.x, 0) and min(face.y + face.h, height) > max(face.y, 0)
 
 
 class GanAnonymizer:
@@ -153,19 +149,20 @@ class GanAnonymizer:
         outputs: list[np.ndarray] = []
         outcomes: list[list[FaceOutcome | None]] = []
         for index, (image, image_faces, image_extras, rng) in enumerate(zip(images, faces, extras, rngs, strict=True)):
-            if image_extras is not None and len(image_extras) != len(image_faces):
-                raise SafefakesError(f"extras list one entry per face: got {len(image_extras)} for {len(image_faces)} faces")
-            height, width = image.shape[:2]
+            check_extras(image_faces, image_extras)
             results: list[FaceOutcome | None] = []
             eligible: list[int] = []
+            clipped: dict[int, bool] = {}
             for i, face in enumerate(image_faces):
-                if not _face_inside(face, width, height):
+                box = clip_box(face, *image.shape[:2])
+                if box is None:
                     results.append(FaceOutcome.skipped(SKIP_OUTSIDE_IMAGE))
                 elif face.size < self.config.min_face_size:
                     results.append(FaceOutcome.skipped(SKIP_BELOW_MIN_SIZE))
                 else:
                     results.append(None)
                     eligible.append(i)
+                    clipped[i] = box.clipped
             outcomes.append(results)
             if not eligible:
                 outputs.append(image)
@@ -173,18 +170,18 @@ class GanAnonymizer:
             chosen = [image_faces[i] for i in eligible]
             points, sources = self._face_landmarks(image, chosen, [image_extras[i] for i in eligible] if image_extras is not None else None)
             blocked = block_boxes(image, chosen)
-            # Blacked-out fallbacks keep the blocked pixels; generated faces are pasted into this copy.
-            outputs.append(blocked.copy())
+            # Blacked-out fallbacks keep the blocked pixels; generated faces are pasted into the same array
+            # after every crop of the batch has been cut (crops copy their pixels).
+            outputs.append(blocked)
             for i, face, face_points, source in zip(eligible, chosen, points, sources):
-                clipped = face.x < 0 or face.y < 0 or face.x + face.w > width or face.y + face.h > height
                 detail = f"kp={source},size={size_bin(face.size)}"
                 if face_points is None and self.recipe.missing_landmarks == "blackout":
-                    results[i] = FaceOutcome.done(clipped=clipped, detail=f"{detail},fallback=blackout")
+                    results[i] = FaceOutcome.done(clipped=clipped[i], detail=f"{detail},fallback=blackout")
                     continue
                 crop = make_face_crop(blocked, face, face_points, self.config.context_factor, checkpoint.resolution)
                 inputs = self.recipe.sample_face_inputs(checkpoint.hparams, checkpoint.generator_config, checkpoint.resolution, rng)
                 pending.append(_PendingFace(index, face, crop, inputs))
-                results[i] = FaceOutcome.done(clipped=clipped, detail=detail)
+                results[i] = FaceOutcome.done(clipped=clipped[i], detail=detail)
         use_amp = self.config.amp and self.device.type == "cuda"
         for start in range(0, len(pending), self.config.batch_faces):
             chunk = pending[start : start + self.config.batch_faces]
@@ -205,6 +202,3 @@ def _gan_spec(name: str, description: str) -> AnonymizerSpec:
 DEEPPRIVACY_SPEC = _gan_spec("deepprivacy", "DeepPrivacy GAN: a generated face in each box, 7 keypoints (needs --checkpoint)")
 CIAGAN_SPEC = _gan_spec("ciagan", "CIAGAN: an identity-conditioned face from dlib landmarks; boxes without landmarks blacked out (needs --checkpoint)")
 SUN2018_SPEC = _gan_spec("sun2018", "Sun2018 head inpainting: landmarks generated or detected, then a face painted in (needs --checkpoint)")
-
-#: Names of the GAN methods (their registry entries live in this module).
-GAN_METHOD_SPECS: Mapping[str, AnonymizerSpec] = {spec.name: spec for spec in (DEEPPRIVACY_SPEC, CIAGAN_SPEC, SUN2018_SPEC)}

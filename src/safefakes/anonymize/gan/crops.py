@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from safefakes.anonymize.conventional import clip_box
 from safefakes.data.wider import FaceBox
 
 #: Value written into blocked face boxes (DeepPrivacy's and Safe Fakes' "black-out" input blocking).
@@ -97,10 +98,9 @@ def block_boxes(image: np.ndarray, faces: Sequence[FaceBox]) -> np.ndarray:
     blocked = image.copy()
     height, width = image.shape[:2]
     for face in faces:
-        x0, y0 = max(face.x, 0), max(face.y, 0)
-        x1, y1 = min(face.x + face.w, width), min(face.y + face.h, height)
-        if x1 > x0 and y1 > y0:
-            blocked[y0:y1, x0:x1] = BLOCKED_VALUE
+        box = clip_box(face, height, width)
+        if box is not None:
+            box.view(blocked)[...] = BLOCKED_VALUE
     return blocked
 
 
@@ -109,13 +109,11 @@ def paste_inside_box(image: np.ndarray, generated: np.ndarray, square: CropSquar
 
     Returns False when nothing of the box lies inside the image (the image is then unchanged).
     """
-    height, width = image.shape[:2]
-    x0, y0 = max(face.x, 0), max(face.y, 0)
-    x1, y1 = min(face.x + face.w, width), min(face.y + face.h, height)
-    if x1 <= x0 or y1 <= y0:
+    box = clip_box(face, *image.shape[:2])
+    if box is None:
         return False
     full = resize_square(generated, square.side)
-    image[y0:y1, x0:x1] = full[y0 - square.y0 : y1 - square.y0, x0 - square.x0 : x1 - square.x0]
+    box.view(image)[...] = full[box.y0 - square.y0 : box.y1 - square.y0, box.x0 - square.x0 : box.x1 - square.x0]
     return True
 
 

@@ -125,11 +125,6 @@ GAN_RECIPES: dict[str, str] = {
 }
 
 
-def gan_names() -> list[str]:
-    """Every registered GAN."""
-    return list(GAN_RECIPES)
-
-
 def get_recipe(name: str) -> GanRecipe:
     """The recipe registered under ``name``."""
     try:
