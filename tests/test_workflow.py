@@ -18,14 +18,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = PROJECT_ROOT / "Snakefile"
 SCHEMA = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
-#: The demo's shrunk detector settings (config.yaml), so the tiny run exercises the same models.
-DEMO_DETECTORS = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())["detectors"]
+#: The demo's shrunk detector settings (config.yaml, without its method lists and iteration points), so
+#: the tiny run exercises the same models.
+DEMO_DETECTORS = {
+    name: {key: value for key, value in entry.items() if key not in ("methods", "iterations")}
+    for name, entry in yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())["detectors"].items()
+}
 
 TINY_CONFIG = {
     "dataset": {"source": "synthetic", "synthetic": {"train_images": 6, "val_images": 4, "image_width": 192, "seed": 1}},
     "anonymize": {"seed": 0, "workers": 1, "methods": {"original": {}, "blackout": {}, "deepprivacy": {}}},
     "training": {"seed": 0, "device": "cpu", "iterations": [2, 4]},
     "detectors": {"faster_rcnn": DEMO_DETECTORS["faster_rcnn"]},
+    "detectability": {"detectors": ["faster_rcnn"]},
     "privacy": {
         "detector": "faster_rcnn",
         "metrics": {"names": ["l1", "l2", "ssim", "fid_face", "lpips", "fid"], "max_faces": 20},
@@ -109,6 +114,20 @@ def test_paper_preset_dry_runs(tmp_path: Path) -> None:
         assert rule in output
 
 
+def test_per_detector_methods_and_iterations(tmp_path: Path) -> None:
+    """A detector may run fewer methods and its own iteration points; Table II's detector must run them all."""
+    config = copy.deepcopy(TINY_CONFIG)
+    config["detectors"]["dsfd"] = {"methods": ["original", "blackout"], "iterations": [3, 5]}
+    result = _snakemake(tmp_path, config, "--dry-run", "results/figures/fig6_dsfd.png")
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "results/models/dsfd/blackout/iter_5.pt" in output and "results/models/dsfd/original/iter_3.pt" in output
+    assert "results/models/dsfd/deepprivacy" not in output and "iter_4.pt" not in output
+    config["privacy"]["detector"] = "dsfd"
+    refused = _snakemake(tmp_path, config, "--dry-run")
+    assert refused.returncode != 0 and "must list every method" in refused.stdout + refused.stderr
+
+
 def test_one_figure_builds_only_what_it_needs(tmp_path: Path) -> None:
     config = copy.deepcopy(TINY_CONFIG)
     config["detectors"]["dsfd"] = {}
@@ -139,6 +158,8 @@ def test_whole_dag_on_a_tiny_config(tmp_path: Path) -> None:
         "figures/keypoint_coverage.png",
         "figures/fig7_faster_rcnn.png",
         "figures/fig9_faster_rcnn.png",
+        "figures/detectability_faster_rcnn.png",
+        "figures/face_sizes.png",
     ):
         assert (results / target).stat().st_size > 0, target
     fig4 = pd.read_csv(results / "figures" / "fig4_faster_rcnn.csv")
@@ -152,6 +173,15 @@ def test_whole_dag_on_a_tiny_config(tmp_path: Path) -> None:
     assert fig4[["easy", "medium", "hard"]].apply(lambda column: column.between(0, 1)).all().all()
     fig6 = pd.read_csv(results / "figures" / "fig6_faster_rcnn.csv")
     assert sorted(set(fig6["iterations"])) == [2, 4]
+    detectability = pd.read_csv(results / "figures" / "detectability_faster_rcnn.csv")
+    assert list(detectability["method"]) == ["original", "blackout", "deepprivacy"]
+    # The original row is the Fig. 4 evaluation of the same checkpoint on the untouched images.
+    original = detectability.set_index("method").loc["original"]
+    assert original["easy"] == fig4.set_index("method").loc["original", "easy"]
+    assert (results / "anonymized_val" / "blackout" / "manifest.json").is_file()
+    # The 4-iteration detector job continued the 2-iteration one's state (one run, two jobs).
+    train_log = (results / "logs" / "train" / "faster_rcnn" / "original" / "iter_4.log").read_text()
+    assert "resuming from" in train_log
     for method in ("original", "blackout"):
         manifest = json.loads((results / "anonymized" / method / "manifest.json").read_text())
         assert manifest["method"] == method

@@ -17,6 +17,7 @@ rule anonymize_train:
         "results/logs/anonymize/{method}.log",
     benchmark:
         "results/benchmarks/anonymize/{method}.tsv"
+    priority: 40
     threads: config["anonymize"]["workers"]
     resources:
         mem_mb=grows_with_attempt(2000),

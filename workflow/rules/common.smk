@@ -13,9 +13,33 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 METHODS = list(config["anonymize"]["methods"])
 DETECTORS = list(config["detectors"])
-ITERATIONS = sorted(config["training"]["iterations"])
-FINAL_ITERATION = ITERATIONS[-1]
 SOURCE = config["dataset"]["source"]
+#: Keys of a `detectors` entry that steer the workflow; the others are hyper-parameter sections.
+DETECTOR_PLAN_KEYS = ("iterations", "methods")
+
+
+def detector_entry(detector):
+    """The config entry of one detector (an empty mapping for `null`)."""
+    return config["detectors"][detector] or {}
+
+
+def detector_iterations(detector):
+    """The detector's Fig. 6 iteration points (its own `iterations`, else `training.iterations`), sorted."""
+    return sorted(detector_entry(detector).get("iterations", config["training"]["iterations"]))
+
+
+def final_iteration(detector):
+    """The iteration point Fig. 4 reads: the detector's last one."""
+    return detector_iterations(detector)[-1]
+
+
+def detector_methods(detector):
+    """The methods a detector is trained on: its own `methods` (a subset of anonymize.methods), else all."""
+    methods = detector_entry(detector).get("methods", METHODS)
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown:
+        raise ValueError(f"config: detectors.{detector}.methods names {', '.join(unknown)}, not in anonymize.methods")
+    return [method for method in METHODS if method in methods]
 
 
 #: GAN anonymizers this workflow trains (their training rules are in gans.smk).
@@ -26,6 +50,8 @@ GANS = config.get("gans", {})
 #: Table II correlates over the anonymized datasets, not the untouched one.
 ANONYMIZED_METHODS = [method for method in METHODS if method != "original"]
 PRIVACY_DETECTOR = config["privacy"]["detector"]
+if PRIVACY_DETECTOR not in DETECTORS:
+    raise ValueError(f"config: privacy.detector {PRIVACY_DETECTOR} is not in detectors")
 SCENARIOS = ("naive", "reverse", "parrot")
 
 
@@ -162,7 +188,25 @@ def anonymize_checkpoint_input(wildcards):
 
 def detector_hparams(wildcards):
     """The detector's hyper-parameter overrides (merged onto its paper values), as quoted JSON."""
-    return shlex.quote(json.dumps(config["detectors"][wildcards.detector] or {}, sort_keys=True))
+    sections = {key: value for key, value in detector_entry(wildcards.detector).items() if key not in DETECTOR_PLAN_KEYS}
+    return shlex.quote(json.dumps(sections, sort_keys=True))
+
+
+def detector_checkpoint(detector, method, iterations):
+    """Where one detector checkpoint lands."""
+    return f"results/models/{detector}/{method}/iter_{iterations}.pt"
+
+
+def previous_detector_checkpoint(wildcards):
+    """The same run's previous iteration point: its job leaves the resumable state this one continues from."""
+    earlier = [n for n in detector_iterations(wildcards.detector) if n < int(wildcards.iterations)]
+    return [detector_checkpoint(wildcards.detector, wildcards.method, earlier[-1])] if earlier else []
+
+
+def detector_run_length(wildcards):
+    """The length of the whole training run the checkpoint belongs to (its schedule and identity)."""
+    points = detector_iterations(wildcards.detector)
+    return max(points) if int(wildcards.iterations) in points else int(wildcards.iterations)
 
 
 def evaluation_json(detector, method, iterations):
@@ -202,8 +246,8 @@ def metric_selection_args():
 
 
 def frontier_ap_inputs(wildcards):
-    """Final-iteration APs of every method, in METHODS order (the frontier's labels)."""
-    return [evaluation_json(wildcards.detector, method, FINAL_ITERATION) for method in METHODS]
+    """Final-iteration APs of every method the detector is trained on, in METHODS order (the frontier's labels)."""
+    return [evaluation_json(wildcards.detector, method, final_iteration(wildcards.detector)) for method in detector_methods(wildcards.detector)]
 
 
 def all_targets():
@@ -217,6 +261,11 @@ def all_targets():
             f"results/figures/fig6_{detector}.csv",
             f"results/figures/privacy_utility_{detector}.png",
         ]
+    targets += [f"results/figures/detectability_{detector}.{ext}" for detector in DETECTABILITY_DETECTORS for ext in ("png", "csv")]
+    if "original" in METHODS:
+        targets += [f"results/tables/paper_checks_{PRIVACY_DETECTOR}.{ext}" for ext in ("csv", "md")]
+    if SOURCE == "synthetic" or config["dataset"].get("wider", {}).get("ground_truth"):
+        targets += ["results/figures/face_sizes.png", "results/figures/face_sizes.csv"]
     targets += [f"results/figures/det_{scenario}.png" for scenario in SCENARIOS]
     targets.append("results/figures/fig1_examples.png")
     if GAN_METHODS:
@@ -243,17 +292,52 @@ def grows_with_attempt(base):
 
 
 def fig4_inputs(wildcards):
-    """APs of every method at the final training iteration."""
-    return {method: evaluation_json(wildcards.detector, method, FINAL_ITERATION) for method in METHODS}
+    """APs of every method the detector is trained on, at its final training iteration."""
+    final = final_iteration(wildcards.detector)
+    return {method: evaluation_json(wildcards.detector, method, final) for method in detector_methods(wildcards.detector)}
 
 
 def fig6_inputs(wildcards):
-    """APs of every method at every training iteration point."""
+    """APs of every method the detector is trained on, at every training iteration point."""
     return {
         f"{method}@{iterations}": evaluation_json(wildcards.detector, method, iterations)
-        for method in METHODS
-        for iterations in ITERATIONS
+        for method in detector_methods(wildcards.detector)
+        for iterations in detector_iterations(wildcards.detector)
     }
+
+
+DETECTABILITY_DETECTORS = config.get("detectability", {}).get("detectors", [])
+for _detector in [PRIVACY_DETECTOR, *DETECTABILITY_DETECTORS, *GANS.get("figure_detectors", [])]:
+    if _detector not in DETECTORS:
+        raise ValueError(f"config: {_detector} is named in privacy, detectability or gans.figure_detectors but not in detectors")
+    if detector_methods(_detector) != METHODS:
+        raise ValueError(f"config: detectors.{_detector}.methods must list every method: Table II, the detectability "
+                         "and the GAN figures read all of them")
+
+
+def anonymized_val_root(method):
+    """The validation split as ``method`` left it (the untouched data for `original`)."""
+    return original_root() if method == "original" else f"results/anonymized_val/{method}"
+
+
+def detectability_json(detector, method):
+    """APs of the detector trained on original data, on the validation split anonymized by ``method``."""
+    return f"results/detectability/{detector}/{method}.json"
+
+
+def face_size_sources():
+    """`--ground-truth LABEL=DIR` of the validation ground truth in use (the synthetic one, or real WIDER's)."""
+    label = "synthetic val" if SOURCE == "synthetic" else "WIDER val"
+    return f"--ground-truth {shlex.quote(f'{label}={ground_truth_dir()}')}"
+
+
+def detectability_inputs(wildcards):
+    """Per method, the original-trained detector's APs on that method's anonymized validation split."""
+    inputs = {}
+    for method in METHODS:
+        inputs[method] = evaluation_json(wildcards.detector, "original", final_iteration(wildcards.detector)) if method == "original" \
+            else detectability_json(wildcards.detector, method)
+    return inputs
 
 
 def result_args(wildcards, input):
@@ -295,10 +379,11 @@ def gan_hparams(wildcards):
 def fig7_inputs(wildcards):
     """Fig. 7: APs after training on data anonymized by the GAN trained on each training set, plus original data."""
     fig7 = GANS["fig7"]
-    inputs = {"original": evaluation_json(wildcards.detector, "original", FINAL_ITERATION)} if "original" in METHODS else {}
+    final = final_iteration(wildcards.detector)
+    inputs = {"original": evaluation_json(wildcards.detector, "original", final)} if "original" in METHODS else {}
     for train_set in fig7["train_sets"]:
         name = gan_dataset_name(fig7["gan"], train_set, fig7["iterations"])
-        inputs[train_set] = evaluation_json(wildcards.detector, name, FINAL_ITERATION)
+        inputs[train_set] = evaluation_json(wildcards.detector, name, final)
     return inputs
 
 
@@ -314,7 +399,7 @@ def fig9_inputs(wildcards):
     """Fig. 9: APs after training on data anonymized by the GAN's checkpoint at each iteration point."""
     fig9 = GANS["fig9"]
     return {
-        str(n): evaluation_json(wildcards.detector, gan_dataset_name(fig9["gan"], fig9["train_set"], n), FINAL_ITERATION)
+        str(n): evaluation_json(wildcards.detector, gan_dataset_name(fig9["gan"], fig9["train_set"], n), final_iteration(wildcards.detector))
         for n in fig9["iterations"]
     }
 
@@ -323,4 +408,4 @@ def fig9_reference_args(wildcards):
     """`--reference original=...` when the original data is part of the study."""
     if "original" not in METHODS:
         return ""
-    return f"--reference original={shlex.quote(evaluation_json(wildcards.detector, 'original', FINAL_ITERATION))}"
+    return f"--reference original={shlex.quote(evaluation_json(wildcards.detector, 'original', final_iteration(wildcards.detector)))}"

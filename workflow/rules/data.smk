@@ -10,6 +10,7 @@ if SOURCE == "synthetic":
             images=config["dataset"]["synthetic"]["train_images"] + config["dataset"]["synthetic"]["val_images"],
             val_images=config["dataset"]["synthetic"]["val_images"],
             image_width=config["dataset"]["synthetic"]["image_width"],
+            crop="--crop-full-scene" if config["dataset"]["synthetic"].get("crop_full_scene") else "",
             seed=config["dataset"]["synthetic"]["seed"],
         conda:
             CONDA_ENV
@@ -17,13 +18,15 @@ if SOURCE == "synthetic":
             "results/logs/synth_dataset.log",
         benchmark:
             "results/benchmarks/synth_dataset.tsv"
+        priority: 100
+
         threads: 2
         resources:
             mem_mb=2000,
             runtime=30,
         shell:
             "python -m safefakes synth --out {output} --images {params.images} --val-images {params.val_images}"
-            " --image-width {params.image_width} --seed {params.seed} --workers {threads} 2> {log}"
+            " --image-width {params.image_width} {params.crop} --seed {params.seed} --workers {threads} 2> {log}"
 
 
 if SOURCE == "wider":

@@ -2,15 +2,17 @@
 
 
 rule train_detector:
-    # One run writes every iteration point of Fig. 6; the resumable state lives outside the outputs
-    # (results/train_state), so a preempted or killed job continues where it stopped.
+    # One job per iteration point; the jobs of a run follow each other, each continuing from the state the
+    # previous one left in results/train_state (so Fig. 6's points cost one run, and a preempted or killed
+    # job continues where it stopped).
     input:
         data="results/anonymized/{method}",
+        previous=previous_detector_checkpoint,
     output:
-        expand("results/models/{{detector}}/{{method}}/iter_{iterations}.pt", iterations=ITERATIONS),
+        "results/models/{detector}/{method}/iter_{iterations}.pt",
     params:
         hparams=detector_hparams,
-        iterations=" ".join(str(i) for i in ITERATIONS),
+        run_length=detector_run_length,
         checkpoints=subpath(output[0], parent=True),
         state_dir="results/train_state/{detector}/{method}",
         seed=config["training"]["seed"],
@@ -18,9 +20,10 @@ rule train_detector:
     conda:
         CONDA_ENV
     log:
-        "results/logs/train/{detector}/{method}.log",
+        "results/logs/train/{detector}/{method}/iter_{iterations}.log",
     benchmark:
-        "results/benchmarks/train/{detector}/{method}.tsv"
+        "results/benchmarks/train/{detector}/{method}/iter_{iterations}.tsv"
+    priority: 30
     threads: 2
     resources:
         mem_mb=grows_with_attempt(8000),
@@ -28,13 +31,13 @@ rule train_detector:
         gpu=1,
     shell:
         "OMP_NUM_THREADS={threads} python -m safefakes train --detector {wildcards.detector} --wider-root {input.data} --split train"
-        " --hparams {params.hparams} --iterations {params.iterations} --checkpoints {params.checkpoints}"
-        " --state-dir {params.state_dir} --seed {params.seed} --device {params.device} 2> {log}"
+        " --hparams {params.hparams} --iterations {wildcards.iterations} --run-length {params.run_length}"
+        " --checkpoints {params.checkpoints} --state-dir {params.state_dir} --seed {params.seed} --device {params.device} 2> {log}"
 
 
 rule predict_val:
     input:
-        checkpoint="results/models/{detector}/{method}/iter_{iterations}.pt",
+        checkpoint=rules.train_detector.output[0],
         root=original_root(),
     output:
         directory("results/predictions/{detector}/{method}/iter_{iterations}"),
@@ -81,3 +84,63 @@ rule evaluate_val:
     shell:
         "python -m safefakes evaluate --pred {input.predictions} --gt {params.ground_truth}"
         " --out {output.ap} --curves {output.curves} --plot {output.plot} > {log} 2>&1"
+
+
+rule anonymize_val:
+    # The validation split as each method leaves it, for the detectability figure (DeepPrivacy's Table 1).
+    input:
+        root=original_root(),
+        checkpoint=anonymize_checkpoint_input,
+    output:
+        directory("results/anonymized_val/{method}"),
+    params:
+        method=lambda wildcards: dataset_method(wildcards.method),
+        method_args=method_param_args,
+        seed=config["anonymize"]["seed"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/anonymize_val/{method}.log",
+    benchmark:
+        "results/benchmarks/anonymize_val/{method}.tsv"
+    priority: 20
+    threads: config["anonymize"]["workers"]
+    resources:
+        mem_mb=grows_with_attempt(2000),
+        runtime=grows_with_attempt(60),
+        gpu=lambda wildcards: 1 if dataset_checkpoint(wildcards.method) else 0,
+    shell:
+        "python -m safefakes anonymize --method {params.method} {params.method_args}"
+        " --wider-root {input.root} --split val --out {output}"
+        " --workers {threads} --seed {params.seed} 2> {log}"
+
+
+rule detectability:
+    # The detector trained on original data, run on one method's anonymized validation split and scored
+    # against the untouched ground truth (prediction and evaluation in one job: one start-up).
+    input:
+        checkpoint=lambda wildcards: detector_checkpoint(wildcards.detector, "original", final_iteration(wildcards.detector)),
+        root="results/anonymized_val/{method}",
+        truth=original_root(),
+    output:
+        ap="results/detectability/{detector}/{method}.json",
+        predictions=temp(directory("results/detectability/{detector}/{method}_predictions")),
+    params:
+        hparams=detector_hparams,
+        ground_truth=ground_truth_dir(),
+        device=config["training"]["device"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/detectability/{detector}/{method}.log",
+    benchmark:
+        "results/benchmarks/detectability/{detector}/{method}.tsv"
+    threads: 2
+    resources:
+        mem_mb=grows_with_attempt(8000),
+        runtime=grows_with_attempt(240),
+        gpu=1,
+    shell:
+        "(OMP_NUM_THREADS={threads} python -m safefakes predict --checkpoint {input.checkpoint} --wider-root {input.root} --split val"
+        " --hparams {params.hparams} --out {output.predictions} --device {params.device}"
+        " && python -m safefakes evaluate --pred {output.predictions} --gt {params.ground_truth} --out {output.ap}) > {log} 2>&1"

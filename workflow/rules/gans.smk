@@ -19,6 +19,7 @@ rule gan_synthetic_set:
         "results/benchmarks/gan_synthetic/{synthetic_set}.tsv"
     wildcard_constraints:
         synthetic_set=r"[a-z][a-z0-9_]*",
+    priority: 90
     threads: 2
     resources:
         mem_mb=2000,
@@ -49,6 +50,7 @@ rule train_gan:
         "results/logs/train_gan/{gan}/{train_set}/iter_{iterations}.log",
     benchmark:
         "results/benchmarks/train_gan/{gan}/{train_set}/iter_{iterations}.tsv"
+    priority: 50
     threads: 2
     resources:
         mem_mb=grows_with_attempt(8000),
@@ -132,7 +134,7 @@ rule fig7:
 rule fig9:
     input:
         unpack(fig9_inputs),
-        references=lambda wildcards: [evaluation_json(wildcards.detector, "original", FINAL_ITERATION)] if "original" in METHODS else [],
+        references=lambda wildcards: [evaluation_json(wildcards.detector, "original", final_iteration(wildcards.detector))] if "original" in METHODS else [],
     output:
         png=report("results/figures/fig9_{detector}.png", caption="../report/fig9.rst", category="Fig. 9: anonymizer iterations"),
         csv="results/figures/fig9_{detector}.csv",

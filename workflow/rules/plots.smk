@@ -9,7 +9,7 @@ rule fig4:
         csv="results/figures/fig4_{detector}.csv",
     params:
         results=result_args,
-        iterations=FINAL_ITERATION,
+        iterations=lambda wildcards: final_iteration(wildcards.detector),
     conda:
         CONDA_ENV
     log:
@@ -46,3 +46,77 @@ rule fig6:
     shell:
         "python -m safefakes plot-fig6 --detector {wildcards.detector} {params.results}"
         " --out-png {output.png} --out-csv {output.csv} 2> {log}"
+
+
+rule detectability_figure:
+    input:
+        unpack(detectability_inputs),
+    output:
+        png=report("results/figures/detectability_{detector}.png", caption="../report/detectability.rst", category="Detectability"),
+        csv="results/figures/detectability_{detector}.csv",
+    params:
+        results=result_args,
+        iterations=lambda wildcards: final_iteration(wildcards.detector),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figures/detectability_{detector}.log",
+    benchmark:
+        "results/benchmarks/figures/detectability_{detector}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m safefakes plot-detectability --detector {wildcards.detector} --iterations {params.iterations} {params.results}"
+        " --out-png {output.png} --out-csv {output.csv} 2> {log}"
+
+
+rule face_sizes:
+    # Supplement Fig. 1: face size per difficulty of the validation ground truth (the evidence that the
+    # absolute-pixel parameters act on faces of WIDER's scale).
+    input:
+        root=original_root(),
+    output:
+        png=report("results/figures/face_sizes.png", caption="../report/face_sizes.rst", category="Data"),
+        csv="results/figures/face_sizes.csv",
+    params:
+        sources=lambda wildcards: face_size_sources(),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figures/face_sizes.log",
+    benchmark:
+        "results/benchmarks/figures/face_sizes.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m safefakes plot-face-sizes {params.sources} --out-png {output.png} --out-csv {output.csv} > {log} 2>&1"
+
+
+rule paper_checks:
+    # The paper's findings checked on the privacy detector's own tables (the demo's main detector).
+    input:
+        fig4="results/figures/fig4_{detector}.csv",
+        fig6="results/figures/fig6_{detector}.csv",
+        detectability=lambda wildcards: [f"results/figures/detectability_{wildcards.detector}.csv"] if wildcards.detector in DETECTABILITY_DETECTORS else [],
+    output:
+        csv="results/tables/paper_checks_{detector}.csv",
+        md="results/tables/paper_checks_{detector}.md",
+    params:
+        detectability=lambda wildcards, input: f"--detectability {input.detectability[0]}" if input.detectability else "",
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/tables/paper_checks_{detector}.log",
+    benchmark:
+        "results/benchmarks/tables/paper_checks_{detector}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m safefakes paper-checks --detector {wildcards.detector} --fig4 {input.fig4} --fig6 {input.fig6} {params.detectability}"
+        " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

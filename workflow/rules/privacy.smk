@@ -29,7 +29,7 @@ rule image_metrics:
 rule table2:
     input:
         metrics=expand("results/metrics/{method}.json", method=ANONYMIZED_METHODS),
-        ap=[evaluation_json(PRIVACY_DETECTOR, method, FINAL_ITERATION) for method in ANONYMIZED_METHODS],
+        ap=[evaluation_json(PRIVACY_DETECTOR, method, final_iteration(PRIVACY_DETECTOR)) for method in ANONYMIZED_METHODS],
     output:
         csv="results/tables/table2_metric_correlation.csv",
         png=report("results/tables/table2_metric_correlation.png", caption="../report/table2.rst", category="Table II: metrics"),

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     synth.add_argument("--val-images", type=int, default=None, help="validation images (default: 20%% of --images)")
     synth.add_argument("--image-width", type=int, default=None, help="image width in px; faces scale with it (default 1024)")
+    synth.add_argument("--crop-full-scene", action="store_true",
+                       help="each image is a crop of a 1024-px-wide scene: faces keep WIDER's absolute sizes")
     synth.add_argument("--workers", type=int, default=1, help="rendering processes (the output does not depend on them)")
     synth.add_argument("--config-json", default=None, help="SynthConfig settings as a JSON object (the config.yaml section)")
     synth.set_defaults(func=_run_synth)
@@ -76,6 +78,8 @@ def _run_synth(args: argparse.Namespace) -> int:
     settings = _config_settings(args.config_json)
     if args.image_width is not None:
         settings["image_width"] = args.image_width
+    if args.crop_full_scene:
+        settings["crop_full_scene"] = True
     config = SynthConfig.from_dict(settings)
     counts = synthesize(args.out, args.images, args.seed, val_images=args.val_images, config=config, workers=args.workers)
     print(json.dumps(counts, sort_keys=True))

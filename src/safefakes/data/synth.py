@@ -84,6 +84,10 @@ class SynthConfig:
 
     image_width: int = 1024  # WIDER images are 1024 px wide
     reference_width: int = 1024  # the width at which every pixel size below is given
+    # False: the whole scene is drawn at image_width, so faces shrink with the image. True: each image is a
+    # crop (image_width wide) of a reference_width scene: faces keep their absolute WIDER sizes, and a
+    # face of the full scene is kept with the probability crop area / scene area (at least one face).
+    crop_full_scene: bool = False
     min_aspect: float = 0.6  # image height / width, lower end
     max_aspect: float = 1.1  # image height / width, upper end
     val_fraction: float = 0.2  # WIDER: 3,226 val of 16,106 train+val images
@@ -169,8 +173,13 @@ class SynthConfig:
 
     @property
     def scale(self) -> float:
-        """Pixels of this data set per reference pixel."""
-        return self.image_width / self.reference_width
+        """Pixels of this data set per reference pixel (1 when images are crops of full-size scenes)."""
+        return 1.0 if self.crop_full_scene else self.image_width / self.reference_width
+
+    @property
+    def scene_area_fraction(self) -> float:
+        """Part of a full reference scene one image shows (1 unless images are crops)."""
+        return min(1.0, (self.image_width / self.reference_width) ** 2) if self.crop_full_scene else 1.0
 
 
 @dataclass
@@ -259,6 +268,25 @@ def _overlap(box: tuple[float, float, float, float], others: Sequence[tuple[floa
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _scene_face_sizes(rng: np.random.Generator, event: EventStyle, config: SynthConfig) -> tuple[EventStyle, np.ndarray]:
+    """The event and the sorted face sizes (reference px) of one image.
+
+    For a crop of a full scene, the scene is drawn whole and each face kept with the crop's area fraction.
+    A crop without faces is drawn again, event included (WIDER images show at least one face), so sparse
+    events become rarer as in random face-holding crops, and the face sizes do not favour portraits.
+    """
+    for _ in range(config.placement_tries * 10):
+        n_faces = int(rng.integers(event.min_faces, event.max_faces + 1))
+        sizes = np.sort(sample_face_sizes(rng, n_faces, config))
+        if not config.crop_full_scene:
+            return event, sizes
+        kept = sizes[rng.random(n_faces) < config.scene_area_fraction]
+        if kept.size:
+            return event, kept
+        event = config.events[int(rng.integers(len(config.events)))]
+    return event, sizes[:1]
+
+
 @dataclass
 class _Person:
     identity: Identity
@@ -271,10 +299,12 @@ class _Person:
 
 
 def _plan_people(rng: np.random.Generator, seed: int, event: EventStyle, width: int, height: int,
-                 config: SynthConfig) -> list[_Person]:
-    """Choose identities, poses, sizes and non-overlapping positions, smallest (farthest) first."""
-    n_faces = int(rng.integers(event.min_faces, event.max_faces + 1))
-    sizes = np.sort(sample_face_sizes(rng, n_faces, config))
+                 config: SynthConfig) -> tuple[EventStyle, list[_Person]]:
+    """Choose identities, poses, sizes and non-overlapping positions, smallest (farthest) first.
+
+    Sizes follow the full scene's crowd; a crop keeps a random part of its faces (see ``crop_full_scene``).
+    """
+    event, sizes = _scene_face_sizes(rng, event, config)
     people: list[_Person] = []
     boxes: list[tuple[float, float, float, float]] = []
     for size_ref in sizes:
@@ -297,7 +327,7 @@ def _plan_people(rng: np.random.Generator, seed: int, event: EventStyle, width: 
                 people.append(_Person(identity, appearance, placement, box, blur, invalid, occluder))
                 boxes.append(box)
                 break
-    return people
+    return event, people
 
 
 def _draw_occluder(canvas: np.ndarray, owner: np.ndarray, person: _Person, rng: np.random.Generator) -> None:
@@ -408,7 +438,7 @@ def render_image(seed: int, split: str, index: int, config: SynthConfig) -> Synt
     canvas = background(height, width, rng, config.scene_light_strength)
     draw_clutter(canvas, rng, int(rng.integers(config.clutter_min, config.clutter_max + 1)), 0.25 * width)
     event = config.events[int(rng.integers(len(config.events)))]
-    people = _plan_people(rng, seed, event, width, height, config)
+    event, people = _plan_people(rng, seed, event, width, height, config)
     owner = np.zeros((height, width), np.int32)
     rendered: list[RenderedFace] = []
     for label, person in enumerate(people, start=1):

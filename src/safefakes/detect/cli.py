@@ -24,6 +24,7 @@ def _train(args: argparse.Namespace) -> int:
         split=args.split,
         seed=args.seed,
         device=args.device,
+        run_length=args.run_length,
     )
     for path in train(request):
         print(path)
@@ -78,6 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write a checkpoint after each of these iterations; trains up to the largest (default: train.epochs epochs)",
     )
     train.add_argument("--state-dir", required=True, help="folder of the resumable training state")
+    train.add_argument(
+        "--run-length", type=int, default=None, metavar="N",
+        help="the whole run's length when this call stops early at a checkpoint (the learning-rate schedule and the "
+        "run's identity use it, so a later call with larger --iterations resumes this one's state); default: the largest --iterations",
+    )
     train.add_argument("--seed", type=int, default=0, help="random seed (model init, sampling, augmentation)")
     train.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: CUDA when available")
     train.set_defaults(func=_train)

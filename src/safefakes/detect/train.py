@@ -62,6 +62,7 @@ class TrainRequest:
     split: str = "train"
     seed: int = 0
     device: str = "auto"
+    run_length: int | None = None  # the whole run's length when this call stops at an earlier checkpoint
 
 
 def select_device(name: str) -> torch.device:
@@ -249,18 +250,23 @@ def save_state(path: Path, objects: Any, iteration: int, fingerprint: str, state
 
 
 def try_resume(
-    path: Path, objects: Any, fingerprint: str, device: torch.device, checkpoints: Mapping[int, Path], state_format: str = STATE_FORMAT
+    path: Path, objects: Any, fingerprint: str, device: torch.device, checkpoints: Mapping[int, Path], state_format: str = STATE_FORMAT,
+    stop_iteration: int | None = None,
 ) -> int:
     """Load the state at ``path`` into the dataclass ``objects`` and return its iteration; 0 when there is none to resume.
 
-    A state is not resumed when it belongs to another run or when a checkpoint it should already
-    have written (``checkpoints``: iteration -> path) is missing.
+    A state is not resumed when it belongs to another run, when a checkpoint it should already
+    have written (``checkpoints``: iteration -> path) is missing, or when it lies past ``stop_iteration``
+    (a call that stops earlier than the saved run got must start again to write its checkpoint).
     """
     if not path.is_file():
         return 0
     payload = torch.load(path, map_location=device, weights_only=False)
     if payload.get("format") != state_format or payload.get("fingerprint") != fingerprint:
         LOGGER.warning("ignoring %s: it belongs to another run (other data, hyper-parameters, seed or length)", path)
+        return 0
+    if stop_iteration is not None and payload["iteration"] > stop_iteration:
+        LOGGER.warning("ignoring %s: it is at iteration %d, past this call's last checkpoint %d", path, payload["iteration"], stop_iteration)
         return 0
     missing = [str(p) for n, p in checkpoints.items() if n <= payload["iteration"] and not p.is_file()]
     if missing:
@@ -313,6 +319,9 @@ def train(request: TrainRequest) -> list[Path]:
     iterations_per_epoch = config.iterations_per_epoch(len(base))
     checkpoints = _check_iterations(request.checkpoint_iterations) or (config.default_iterations(len(base)),)
     total = checkpoints[-1]
+    run_length = request.run_length or total
+    if run_length < total:
+        raise SafefakesError(f"--run-length {run_length} is shorter than the last checkpoint ({total})")
     LOGGER.info(
         "training %s on %d images of %s (%s), %d iterations (%.2f epochs), checkpoints at %s",
         request.detector, len(base), request.wider_root, request.split, total, total / iterations_per_epoch, list(checkpoints),
@@ -326,13 +335,13 @@ def train(request: TrainRequest) -> list[Path]:
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config.optimizer)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LearningRateFactor(config.schedule, iterations_per_epoch, total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LearningRateFactor(config.schedule, iterations_per_epoch, run_length))
     objects = TrainingObjects(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp))
 
     state_path = request.state_dir / STATE_FILE_NAME
-    fingerprint = _fingerprint(request, hparams, base.content_digest(), total)
+    fingerprint = _fingerprint(request, hparams, base.content_digest(), run_length)
     checkpoint_paths = {n: request.checkpoints_dir / checkpoint_name(n) for n in checkpoints}
-    start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths)
+    start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths, stop_iteration=total)
     request.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     log = LossLog(request.checkpoints_dir / LOG_FILE_NAME)
     log.load_until(start)

@@ -28,6 +28,32 @@ def _fig6(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detectability(args: argparse.Namespace) -> int:
+    from safefakes.plots.figures import parse_result_arguments, plot_detectability, results_table
+
+    table = results_table(parse_result_arguments(args.result, default_iterations=args.iterations))
+    plot_detectability(table, args.detector, args.out_png, args.out_csv)
+    return 0
+
+
+def _face_sizes(args: argparse.Namespace) -> int:
+    from safefakes.plots.face_sizes import plot_face_sizes
+    from safefakes.plots.gan_figures import parse_key_values
+
+    sources = dict(parse_key_values(args.ground_truth, "--ground-truth", "LABEL", "GT_DIR"))
+    table = plot_face_sizes(sources, args.out_png, args.out_csv)
+    print(table[["dataset", "difficulty", "faces", "median_px", "median_ratio_to_wider"]].to_string(index=False))
+    return 0
+
+
+def _paper_checks(args: argparse.Namespace) -> int:
+    from safefakes.plots.paper_checks import write_paper_checks
+
+    table = write_paper_checks(args.fig4, args.fig6, args.detectability, args.out_csv, args.out_md, args.detector)
+    print(table.to_string(index=False))
+    return 0
+
+
 def _fig1(args: argparse.Namespace) -> int:
     from safefakes.common.errors import SafefakesError
     from safefakes.plots.gan_figures import Fig1Config, fig1_panels, parse_key_values, plot_fig1
@@ -100,7 +126,7 @@ def _register_gan_figures(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``plot-fig4``, ``plot-fig6`` and the GAN figures (``plot-fig1``, ``plot-fig7``, ``plot-fig9``, ``plot-keypoint-coverage``)."""
+    """Add ``plot-fig4``, ``plot-fig6``, ``plot-detectability``, ``plot-face-sizes`` and the GAN figures (``plot-fig1``, ``plot-fig7``, ``plot-fig9``, ``plot-keypoint-coverage``)."""
     fig4 = subparsers.add_parser("plot-fig4", help="Fig. 4: AP per difficulty for each anonymization method")
     _add_common(fig4)
     fig4.add_argument("--iterations", type=int, default=None, help="training iterations of METHOD=JSON entries")
@@ -108,4 +134,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fig6 = subparsers.add_parser("plot-fig6", help="Fig. 6: AP against detector training iterations")
     _add_common(fig6)
     fig6.set_defaults(func=_fig6)
+    detectability = subparsers.add_parser(
+        "plot-detectability", help="a detector trained on original data, AP on the validation set as each method anonymized it"
+    )
+    _add_common(detectability)
+    detectability.add_argument("--iterations", type=int, default=None, help="training iterations of the detector")
+    detectability.set_defaults(func=_detectability)
+    face_sizes = subparsers.add_parser("plot-face-sizes", help="supplement Fig. 1: face size per difficulty, medians written on it")
+    face_sizes.add_argument("--ground-truth", action="append", required=True, metavar="LABEL=GT_DIR",
+                            help="a folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat; repeat")
+    face_sizes.add_argument("--out-png", required=True, help="figure to write")
+    face_sizes.add_argument("--out-csv", required=True, help="the table behind the figure")
+    face_sizes.set_defaults(func=_face_sizes)
+    checks = subparsers.add_parser("paper-checks", help="the paper's findings checked on a run's Fig. 4, Fig. 6 and detectability tables")
+    checks.add_argument("--detector", required=True, help="the detector the tables belong to")
+    checks.add_argument("--fig4", required=True, help="fig4_{detector}.csv")
+    checks.add_argument("--fig6", required=True, help="fig6_{detector}.csv")
+    checks.add_argument("--detectability", default=None, help="detectability_{detector}.csv (optional)")
+    checks.add_argument("--out-csv", required=True, help="the findings table")
+    checks.add_argument("--out-md", required=True, help="the same table in Markdown")
+    checks.set_defaults(func=_paper_checks)
     _register_gan_figures(subparsers)

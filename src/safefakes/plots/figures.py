@@ -67,22 +67,22 @@ def results_table(results: Mapping[tuple[str, int], str | os.PathLike[str]]) -> 
     return table.reset_index(drop=True)
 
 
-def _save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
+def save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
+    """Write a figure as PNG atomically (no timestamp metadata, so the same data gives the same bytes) and close it."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight", metadata={"Software": None})
     plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _save_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+def save_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write a table as CSV atomically."""
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
 
 
-def plot_fig4(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
-    """Fig. 4: grouped bars of AP per difficulty for each anonymization method, with mAP in the labels."""
-    methods = method_order(list(table["method"]))
-    table = table.set_index("method").loc[methods].reset_index()
-    _save_table(table, out_csv)
+def ap_bars(table: pd.DataFrame, title: str, ylabel: str, reference_label: str) -> plt.Figure:
+    """Grouped bars of AP per difficulty for each method, mAP in the labels, the original's mAP dashed."""
+    methods = list(table["method"])
     figure, axis = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 2), 4.2))
     width = 0.8 / len(DIFFICULTIES)
     colors = {"easy": "#4c72b0", "medium": "#dd8452", "hard": "#55a868"}
@@ -94,20 +94,45 @@ def plot_fig4(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str
     axis.set_xticklabels(
         [f"{METHOD_LABELS.get(m, m)}\nmAP {v * 100:.1f}" for m, v in zip(methods, table["mAP"])], rotation=30, ha="right", fontsize=8
     )
-    axis.set_ylabel("AP on the original validation set (%)")
+    axis.set_ylabel(ylabel)
     axis.set_ylim(0, 118)
-    iterations = int(table["iterations"].iloc[0])
-    axis.set_title(f"{DETECTOR_LABELS.get(detector, detector)} trained on anonymized data ({iterations} iterations)")
+    axis.set_title(title)
     if "original" in methods:
-        axis.axhline(float(table.loc[table["method"] == "original", "mAP"].iloc[0]) * 100, color="grey", linestyle="--", linewidth=0.8, label="Original mAP")
+        original_map = float(table.loc[table["method"] == "original", "mAP"].iloc[0]) * 100
+        axis.axhline(original_map, color="grey", linestyle="--", linewidth=0.8, label=reference_label)
     axis.legend(loc="upper right", fontsize=8, ncols=4)
     axis.grid(axis="y", alpha=0.3)
-    _save_figure(figure, out_png)
+    return figure
+
+
+def plot_fig4(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
+    """Fig. 4: grouped bars of AP per difficulty for each anonymization method, with mAP in the labels."""
+    methods = method_order(list(table["method"]))
+    table = table.set_index("method").loc[methods].reset_index()
+    save_table(table, out_csv)
+    iterations = int(table["iterations"].iloc[0])
+    title = f"{DETECTOR_LABELS.get(detector, detector)} trained on anonymized data ({iterations} iterations)"
+    save_figure(ap_bars(table, title, "AP on the original validation set (%)", "Original mAP"), out_png)
+
+
+def plot_detectability(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
+    """DeepPrivacy's Table 1 as bars: a detector trained on original data, scored on the validation images as each
+    method anonymized them. The CSV adds each AP as a share of the AP on the untouched images."""
+    methods = method_order(list(table["method"]))
+    table = table.set_index("method").loc[methods].reset_index()
+    if "original" in methods:
+        reference = table.loc[table["method"] == "original"].iloc[0]
+        for column in (*DIFFICULTIES, "mAP"):
+            table[f"{column}_share_of_original"] = table[column] / reference[column] if reference[column] > 0 else float("nan")
+    save_table(table, out_csv)
+    iterations = int(table["iterations"].iloc[0])
+    title = f"Detectability: {DETECTOR_LABELS.get(detector, detector)} trained on original data ({iterations} it.), anonymized val"
+    save_figure(ap_bars(table, title, "AP on the anonymized validation set (%)", "mAP on untouched images"), out_png)
 
 
 def plot_fig6(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
     """Fig. 6 and supplementary Fig. 3: mAP (and AP per difficulty) against detector training iterations."""
-    _save_table(table, out_csv)
+    save_table(table, out_csv)
     methods = method_order(list(table["method"].unique()))
     panels = ("mAP",) + DIFFICULTIES
     figure, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.8), sharex=True)
@@ -123,7 +148,7 @@ def plot_fig6(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str
     axes[0].legend(fontsize=7)
     figure.suptitle(f"{DETECTOR_LABELS.get(detector, detector)}: AP against detector training length")
     figure.tight_layout()
-    _save_figure(figure, out_png)
+    save_figure(figure, out_png)
 
 
 def parse_result_arguments(entries: Sequence[str], *, default_iterations: int | None = None) -> dict[tuple[str, int], str]:

@@ -181,7 +181,7 @@ def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Pa
     state_path = request.state_dir / STATE_FILE_NAME
     fingerprint = _fingerprint(request, hparams, crops.digest())
     checkpoint_paths = {n: request.checkpoints_dir / checkpoint_name(n) for n in checkpoints}
-    start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths, state_format=GAN_STATE_FORMAT)
+    start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths, state_format=GAN_STATE_FORMAT, stop_iteration=total)
     request.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     request.state_dir.mkdir(parents=True, exist_ok=True)
     log = LossLog(request.checkpoints_dir / LOG_FILE_NAME)
