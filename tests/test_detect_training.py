@@ -6,6 +6,8 @@ following the detector contract, small enough to train in seconds on one CPU cor
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from collections.abc import Mapping
@@ -140,6 +142,27 @@ def test_resume_after_kill_gives_bit_identical_weights(synth_root: Path, tmp_pat
     log = (tmp_path / "resumed" / "checkpoints" / "train_log.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in log[1:]] == list(range(1, 7))
     assert log[0].startswith("iteration,") and "lr" in log[0] and "images_per_s" in log[0]
+
+
+def test_one_job_per_iteration_point_equals_one_run(synth_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The workflow trains a run's points in separate calls (--run-length): the second continues the first's
+    state and ends bit-identical to one call with both points; a rerun of the earlier point starts again."""
+    iterations = (3, 6)
+    reference = train(_request(synth_root, tmp_path / "one_call", iterations))
+    split = tmp_path / "two_calls"
+    first = train(dataclasses.replace(_request(synth_root, split, (3,)), run_length=6))
+    with caplog.at_level("INFO"):
+        second = train(dataclasses.replace(_request(synth_root, split, (6,)), run_length=6))
+    assert "resuming from" in caplog.text and "iteration 3" in caplog.text
+    for ref_path, res_path in zip(reference, first + second):
+        assert ref_path.read_bytes() == res_path.read_bytes(), res_path.name
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        again = train(dataclasses.replace(_request(synth_root, split, (3,)), run_length=6))
+    assert "past this call's last checkpoint" in caplog.text
+    assert again[0].read_bytes() == reference[0].read_bytes()
+    with pytest.raises(SafefakesError, match="run-length"):
+        train(dataclasses.replace(_request(synth_root, split, (6,)), run_length=4))
 
 
 def test_changed_hparams_do_not_resume_a_foreign_state(synth_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

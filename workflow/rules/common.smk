@@ -376,10 +376,18 @@ def gan_hparams(wildcards):
     return shlex.quote(json.dumps(GANS["models"].get(wildcards.gan, {}).get("hparams", {}), sort_keys=True))
 
 
+def gan_figure_iteration(detector):
+    """The detector iteration point Figs. 7 and 9 compare at: `gans.detector_iteration`, else the final one."""
+    point = GANS.get("detector_iteration", final_iteration(detector))
+    if point not in detector_iterations(detector):
+        raise ValueError(f"config: gans.detector_iteration {point} is not an iteration point of {detector} ({detector_iterations(detector)})")
+    return point
+
+
 def fig7_inputs(wildcards):
     """Fig. 7: APs after training on data anonymized by the GAN trained on each training set, plus original data."""
     fig7 = GANS["fig7"]
-    final = final_iteration(wildcards.detector)
+    final = gan_figure_iteration(wildcards.detector)
     inputs = {"original": evaluation_json(wildcards.detector, "original", final)} if "original" in METHODS else {}
     for train_set in fig7["train_sets"]:
         name = gan_dataset_name(fig7["gan"], train_set, fig7["iterations"])
@@ -399,7 +407,7 @@ def fig9_inputs(wildcards):
     """Fig. 9: APs after training on data anonymized by the GAN's checkpoint at each iteration point."""
     fig9 = GANS["fig9"]
     return {
-        str(n): evaluation_json(wildcards.detector, gan_dataset_name(fig9["gan"], fig9["train_set"], n), final_iteration(wildcards.detector))
+        str(n): evaluation_json(wildcards.detector, gan_dataset_name(fig9["gan"], fig9["train_set"], n), gan_figure_iteration(wildcards.detector))
         for n in fig9["iterations"]
     }
 
@@ -408,4 +416,4 @@ def fig9_reference_args(wildcards):
     """`--reference original=...` when the original data is part of the study."""
     if "original" not in METHODS:
         return ""
-    return f"--reference original={shlex.quote(evaluation_json(wildcards.detector, 'original', final_iteration(wildcards.detector)))}"
+    return f"--reference original={shlex.quote(evaluation_json(wildcards.detector, 'original', gan_figure_iteration(wildcards.detector)))}"

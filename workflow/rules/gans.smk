@@ -134,7 +134,7 @@ rule fig7:
 rule fig9:
     input:
         unpack(fig9_inputs),
-        references=lambda wildcards: [evaluation_json(wildcards.detector, "original", final_iteration(wildcards.detector))] if "original" in METHODS else [],
+        references=lambda wildcards: [evaluation_json(wildcards.detector, "original", gan_figure_iteration(wildcards.detector))] if "original" in METHODS else [],
     output:
         png=report("results/figures/fig9_{detector}.png", caption="../report/fig9.rst", category="Fig. 9: anonymizer iterations"),
         csv="results/figures/fig9_{detector}.csv",

@@ -108,7 +108,8 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     grad_clip_norm: float | None = None  # none in the paper; a safety valve for from-scratch training
-    amp: bool = True  # mixed precision, CUDA only
+    amp: bool = True  # mixed precision (float16 autocast with gradient scaling), CUDA only
+    cpu_bfloat16: bool = False  # bfloat16 autocast on the CPU (fast where the CPU has AMX / AVX-512 BF16); not the paper's
     channels_last: bool = True  # memory format on CUDA only
     num_workers: int = 2  # data-loader worker processes
     pin_memory: bool = True  # CUDA only

@@ -329,14 +329,15 @@ def train(request: TrainRequest) -> list[Path]:
 
     seed_everything(request.seed)
     model = spec.build_model(hparams["model"]).to(device)
-    use_amp = config.amp and device.type == "cuda"
+    use_amp = (config.amp and device.type == "cuda") or (config.cpu_bfloat16 and device.type == "cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config.optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LearningRateFactor(config.schedule, iterations_per_epoch, run_length))
-    objects = TrainingObjects(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp))
+    # Gradient scaling guards float16's narrow range; bfloat16 (the CPU's autocast type) has float32's.
+    objects = TrainingObjects(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda"))
 
     state_path = request.state_dir / STATE_FILE_NAME
     fingerprint = _fingerprint(request, hparams, base.content_digest(), run_length)
@@ -367,6 +368,11 @@ def train(request: TrainRequest) -> list[Path]:
     return list(checkpoint_paths.values())
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """The mixed-precision type of a device: float16 on CUDA, bfloat16 on the CPU."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
 def train_step(
     objects: TrainingObjects,
     images: list[torch.Tensor],
@@ -377,7 +383,7 @@ def train_step(
 ) -> dict[str, float]:
     """One optimizer step on one batch; returns the losses (and their sum as ``loss``)."""
     inputs, targets = to_model_inputs(images, boxes, device)
-    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+    with torch.autocast(device_type=device.type, dtype=autocast_dtype(device), enabled=use_amp):
         loss_dict = objects.model(inputs, targets)
         loss = sum(loss_dict.values())
     if not torch.isfinite(loss):
