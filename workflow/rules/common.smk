@@ -326,9 +326,14 @@ def detectability_json(detector, method):
 
 
 def face_size_sources():
-    """`--ground-truth LABEL=DIR` of the validation ground truth in use (the synthetic one, or real WIDER's)."""
+    """`--ground-truth LABEL=DIR` of the validation ground truth in use (the synthetic one, or real WIDER's),
+    plus `dataset.reference_ground_truth` (e.g. the official WIDER val .mat folder) when the config names one."""
     label = "synthetic val" if SOURCE == "synthetic" else "WIDER val"
-    return f"--ground-truth {shlex.quote(f'{label}={ground_truth_dir()}')}"
+    sources = [f"{label}={ground_truth_dir()}"]
+    reference = config["dataset"].get("reference_ground_truth")
+    if reference:
+        sources.append(f"reference={reference}")
+    return " ".join(f"--ground-truth {shlex.quote(source)}" for source in sources)
 
 
 def detectability_inputs(wildcards):

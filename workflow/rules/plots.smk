@@ -77,6 +77,7 @@ rule face_sizes:
     # absolute-pixel parameters act on faces of WIDER's scale).
     input:
         root=original_root(),
+        reference=config["dataset"].get("reference_ground_truth", []),
     output:
         png=report("results/figures/face_sizes.png", caption="../report/face_sizes.rst", category="Data"),
         csv="results/figures/face_sizes.csv",

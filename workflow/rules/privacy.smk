@@ -146,7 +146,7 @@ rule privacy_utility:
     output:
         report("results/figures/privacy_utility_{detector}.png", caption="../report/frontier.rst", category="Privacy-utility frontier"),
     params:
-        labels=" ".join(METHODS),
+        labels=lambda wildcards: " ".join(detector_methods(wildcards.detector)),
     conda:
         CONDA_ENV
     log:

@@ -79,7 +79,8 @@ def fig4_findings(fig4: pd.DataFrame) -> list[Finding]:
         drop = original - _map(table, method)
         findings.append(Finding(
             f"{method} is at least {CONVENTIONAL_MIN_DROP * 100:.0f} mAP points below original", "conventional methods collapse",
-            f"{method} {_map(table, method) * 100:.1f} ({drop * 100:+.1f} below)", drop >= CONVENTIONAL_MIN_DROP,
+            f"{method} {_map(table, method) * 100:.1f} ({abs(drop) * 100:.1f} {'below' if drop >= 0 else 'above'} original)",
+            drop >= CONVENTIONAL_MIN_DROP,
         ))
     gans, conventional = _present(table, GAN_METHODS), _present(table, PER_FACE_CONVENTIONAL)
     if gans and conventional:
