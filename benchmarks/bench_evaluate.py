@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from safefakes.evaluate.ground_truth import GroundTruth, load_ground_truth
-from safefakes.evaluate.predictions import ImagePredictions, read_predictions, write_predictions
+from safefakes.data.ground_truth import GroundTruth, load_ground_truth
+from safefakes.data.predictions import ImagePredictions, read_predictions, write_predictions
 from safefakes.evaluate.wider_eval import evaluate
 
 DEFAULT_GT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wider_face" / "ground_truth"

@@ -21,8 +21,8 @@ from safefakes.data.synth import EventStyle, SynthConfig, synthesize
 from safefakes.detect.predict import predict
 from safefakes.detect.registry import DETECTOR_SPECS
 from safefakes.detect.train import TrainRequest, train
-from safefakes.evaluate.ground_truth import load_ground_truth
-from safefakes.evaluate.predictions import read_predictions
+from safefakes.data.ground_truth import load_ground_truth
+from safefakes.data.predictions import read_predictions
 from safefakes.evaluate.wider_eval import evaluate
 
 #: Issue 3: "it reaches easy AP of at least 0.9".

@@ -196,8 +196,8 @@ def _read_prediction_file(path: Path) -> tuple[str, np.ndarray]:
 def test_overfit_reaches_easy_ap_and_writes_wider_predictions(synth_root: Path, tmp_path: Path) -> None:
     """Train on six images, predict them back: WIDER easy AP >= 0.9, files in the official format."""
     from safefakes.detect.predict import predict
-    from safefakes.evaluate.ground_truth import load_ground_truth
-    from safefakes.evaluate.predictions import read_predictions
+    from safefakes.data.ground_truth import load_ground_truth
+    from safefakes.data.predictions import read_predictions
     from safefakes.evaluate.wider_eval import evaluate
 
     memorize = {"augment": {"photometric_probability": 0.0, "crop_probability": 0.0}, "train": {"optimizer": {"lr": 4e-3}}}

@@ -11,8 +11,8 @@ import pytest
 
 from safefakes.cli import main
 from safefakes.data.wider import FaceBox, ImageAnnotation
-from safefakes.evaluate.ground_truth import load_ground_truth, write_ground_truth
-from safefakes.evaluate.predictions import read_predictions, write_predictions
+from safefakes.data.ground_truth import load_ground_truth, write_ground_truth
+from safefakes.data.predictions import read_predictions, write_predictions
 from safefakes.evaluate.wider_eval import evaluate
 from safefakes.plots.pr_curves import curve_ap, plot_pr_curves, read_curves_csv
 
@@ -37,7 +37,8 @@ def small_benchmark(tmp_path: Path) -> tuple[Path, Path]:
 def test_cli_prints_json_last_and_writes_outputs(small_benchmark, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     gt_dir, pred_dir = small_benchmark
     out, curves, plot = tmp_path / "r/ap.json", tmp_path / "r/curves.csv", tmp_path / "r/pr.png"
-    status = main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--out", str(out), "--curves", str(curves), "--plot", str(plot)])
+    status = main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--out", str(out), "--curves", str(curves)])
+    assert main(["plot-pr", "--curves", f"small={curves}", "--out", str(plot)]) == 0
     assert status == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     ground_truth = load_ground_truth(gt_dir)

@@ -10,7 +10,7 @@ import scipy.io
 
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, ImageAnnotation
-from safefakes.evaluate.ground_truth import ALL_FACES_FILE, SETTINGS, load_ground_truth, setting_file, write_ground_truth
+from safefakes.data.ground_truth import ALL_FACES_FILE, SETTINGS, load_ground_truth, setting_file, write_ground_truth
 
 ALL_FILES = (ALL_FACES_FILE, *(setting_file(s) for s in SETTINGS))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from safefakes.common.errors import SafefakesError
-from safefakes.evaluate.predictions import format_predictions, read_prediction_file, read_predictions, write_predictions
+from safefakes.data.predictions import format_predictions, read_prediction_file, read_predictions, write_predictions
 
 
 def test_write_sorts_by_score_and_reads_back_exactly(tmp_path: Path) -> None:

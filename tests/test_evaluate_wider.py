@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from safefakes.evaluate.ground_truth import SETTINGS, GroundTruth, GroundTruthImage, load_ground_truth
-from safefakes.evaluate.predictions import ImagePredictions
+from safefakes.data.ground_truth import SETTINGS, GroundTruth, GroundTruthImage, load_ground_truth
+from safefakes.data.predictions import ImagePredictions
 from safefakes.evaluate.wider_eval import EvaluationConfig, evaluate, normalize_scores, voc_ap
 
 # ----------------------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_config_from_dict() -> None:
 # Expected APs of noisy_predictions(<real val GT>, seed) from the public Python port of the official
 # MATLAB code (wondervictor/WiderFace-Evaluation @ 53474e0d, evaluation.py run outside this project with
 # its Cython box_overlaps replaced by an equivalent numpy function and the unused IPython import removed),
-# fed the prediction files written by safefakes.evaluate.predictions.write_predictions.
+# fed the prediction files written by safefakes.data.predictions.write_predictions.
 # Cases: (seed, noise keyword arguments, expected APs). Both the port and safefakes see the same files.
 PORT_REFERENCE_CASES = {
     "heavy noise": (0, {}, {"easy": 0.371582001165926, "medium": 0.463731385664924, "hard": 0.5798387395066428}),

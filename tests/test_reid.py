@@ -17,7 +17,8 @@ from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras, ImageAnnotation, write_bbx_gt, write_extras
 from safefakes.evaluate import reid
 from safefakes.evaluate.face_descriptors import DescriptorConfig, FaceDescriptorModel
-from safefakes.evaluate.reid import Acquisition, IdentitySample, ReidConfig
+from safefakes.data.identities import IdentitySample, load_identities
+from safefakes.evaluate.reid import Acquisition, ReidConfig
 from safefakes.plots.privacy import pareto_front
 
 #: Identities of the deepface fixture used for the real-photo tests (19 photos; keeps the file fast).
@@ -103,9 +104,9 @@ def test_pareto_front() -> None:
 
 
 def test_identity_readers(shared_data: Path, tmp_path: Path) -> None:
-    deepface = reid.load_identities(shared_data / "face_recognition" / "deepface")
+    deepface = load_identities(shared_data / "face_recognition" / "deepface")
     assert len(deepface) == 39 and len({s.identity for s in deepface}) == 13
-    knn = reid.load_identities(shared_data / "face_recognition" / "face_recognition_knn")
+    knn = load_identities(shared_data / "face_recognition" / "face_recognition_knn")
     assert all(";" not in s.identity for s in knn) and not any("obama_and_biden" in s.key for s in knn)
     lfw = tmp_path / "lfw"
     for name in ("ann", "bob"):
@@ -114,7 +115,7 @@ def test_identity_readers(shared_data: Path, tmp_path: Path) -> None:
             (lfw / name / f"{name}_{i}.jpg").write_bytes(b"")
     (lfw / "carl").mkdir()
     (lfw / "carl" / "carl_0.jpg").write_bytes(b"")  # a single photo cannot be matched: dropped
-    assert [s.key for s in reid.load_identities(lfw)] == ["ann/ann_0.jpg", "ann/ann_1.jpg", "bob/bob_0.jpg", "bob/bob_1.jpg"]
+    assert [s.key for s in load_identities(lfw)] == ["ann/ann_0.jpg", "ann/ann_1.jpg", "bob/bob_0.jpg", "bob/bob_1.jpg"]
 
 
 def test_synthetic_identities_from_extras(tmp_path: Path) -> None:
@@ -124,10 +125,10 @@ def test_synthetic_identities_from_extras(tmp_path: Path) -> None:
     extras = {"0--a/x.jpg": [FaceExtras(identity=1), FaceExtras(identity=2)], "0--a/y.jpg": [FaceExtras(identity=1), FaceExtras(identity=None)]}
     write_extras(tmp_path / "wider_face_split" / "wider_face_train_extras.json", extras)
     with pytest.raises(SafefakesError, match="two identities"):
-        reid.load_identities(tmp_path)  # identity 2 has one photo only
+        load_identities(tmp_path)  # identity 2 has one photo only
     extras["0--a/y.jpg"][1] = FaceExtras(identity=2)
     write_extras(tmp_path / "wider_face_split" / "wider_face_train_extras.json", extras)
-    samples = reid.load_identities(tmp_path)
+    samples = load_identities(tmp_path)
     assert [(s.key, s.identity, s.box) for s in samples][:2] == [("0--a/x.jpg#0", "1", (10, 10, 40, 40)), ("0--a/y.jpg#0", "1", (10, 10, 40, 40))]
 
 
@@ -137,7 +138,7 @@ def test_synthetic_identities_from_extras(tmp_path: Path) -> None:
 @pytest.fixture(scope="session")
 def real_reid(shared_data: Path) -> dict:
     """Samples, descriptor model and original acquisitions of the real identity subset, computed once."""
-    samples = [s for s in reid.load_identities(shared_data / "face_recognition" / "deepface") if s.identity in REAL_IDENTITIES]
+    samples = [s for s in load_identities(shared_data / "face_recognition" / "deepface") if s.identity in REAL_IDENTITIES]
     config = ReidConfig(descriptor=FAST_DESCRIPTOR)
     model = FaceDescriptorModel(FAST_DESCRIPTOR)
     return {"samples": samples, "model": model, "config": config, "originals": reid.acquire_originals(samples, model, config), "anonymized": {}}

@@ -24,6 +24,7 @@ STAGE_CLI_MODULES = (
     "safefakes.evaluate.cli",
     "safefakes.evaluate.privacy_cli",
     "safefakes.plots.cli",
+    "safefakes.plots.privacy_cli",
 )
 
 

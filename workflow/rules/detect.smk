@@ -83,7 +83,8 @@ rule evaluate_val:
         runtime=grows_with_attempt(30),
     shell:
         "python -m safefakes evaluate --pred {input.predictions} --gt {params.ground_truth}"
-        " --out {output.ap} --curves {output.curves} --plot {output.plot} > {log} 2>&1"
+        " --out {output.ap} --curves {output.curves} > {log} 2>&1"
+        " && python -m safefakes plot-pr --curves {wildcards.method}={output.curves} --out {output.plot} 2>> {log}"
 
 
 rule anonymize_val:

@@ -49,8 +49,9 @@ rule table2:
         runtime=10,
     shell:
         "python -m safefakes table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
-        " --gan-methods {params.gan_methods} --out-csv {output.csv} --out-png {output.png}"
-        " --scatter-png {output.scatter} 2> {log}"
+        " --gan-methods {params.gan_methods} --out-csv {output.csv} 2> {log}"
+        " && python -m safefakes plot-table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
+        " --gan-methods {params.gan_methods} --out-png {output.png} --scatter-png {output.scatter} 2>> {log}"
 
 
 rule synth_identities:

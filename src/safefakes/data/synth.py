@@ -542,7 +542,7 @@ def write_dataset_files(root: Path, split: str, images: Sequence[SynthImage]) ->
 
 def _write_ground_truth(root: Path, images: Sequence[SynthImage]) -> None:
     """The four evaluation ``.mat`` files of the validation split."""
-    from safefakes.evaluate.ground_truth import write_ground_truth  # imported here: scipy only when writing
+    from safefakes.data.ground_truth import write_ground_truth  # imported here: scipy only when writing
 
     write_ground_truth(WiderLayout(root).ground_truth_dir, _annotations(images), difficulty_lists(images))
 

@@ -5,7 +5,7 @@ Every identity keeps its face parameters (:class:`~safefakes.data.synth_face.Ide
 background. Faces are large and near-frontal, and their geometry is exaggerated (:func:`distinct_identity`) so
 dlib's face descriptor, trained on real faces, tells the drawn identities apart. dlib's HOG detector misses
 many such faces, so the set carries each face's box: ``identities.csv`` (``path``, ``identity``, ``box`` = ``x y w h``)
-beside one folder per identity, the layout :func:`safefakes.evaluate.reid.load_identities` reads; reid describes
+beside one folder per identity, the layout :func:`safefakes.data.identities.load_identities` reads; reid describes
 the known box without detection.
 """
 

@@ -30,8 +30,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gt", required=True, type=Path, metavar="GT_DIR", help="folder with the four ground-truth .mat files")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the AP JSON to FILE")
     parser.add_argument("--curves", type=Path, metavar="CSV", help="write the PR curves (setting, threshold, precision, recall)")
-    parser.add_argument("--plot", type=Path, metavar="PNG", help="draw the PR curves, one panel per setting")
-    parser.add_argument("--label", metavar="NAME", help="the method's name in the plot legend (default: PRED_DIR's name)")
     parser.add_argument(
         "--config",
         metavar="JSON",
@@ -56,8 +54,8 @@ def _parse_config(text: str | None):
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``safefakes evaluate``: read the ground truth and predictions, evaluate, print and write the results."""
-    from safefakes.evaluate.ground_truth import load_ground_truth
-    from safefakes.evaluate.predictions import read_predictions
+    from safefakes.data.ground_truth import load_ground_truth
+    from safefakes.data.predictions import read_predictions
     from safefakes.evaluate.wider_eval import evaluate
 
     config = _parse_config(args.config)
@@ -73,11 +71,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     summary = result.summary()
     if args.curves:
         atomic_write_text(args.curves, result.curves_frame().to_csv(index=False, float_format=None, lineterminator="\n"))
-    if args.plot:
-        from safefakes.plots.pr_curves import plot_pr_curves
-
-        label = args.label or args.pred.resolve().name
-        plot_pr_curves({label: result.curves_frame()}, args.plot, title="WIDER FACE validation")
     if args.out:
         atomic_write_json(args.out, summary)
     print(json.dumps(summary))

@@ -31,7 +31,7 @@ from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
 from safefakes.data.wider import FaceBox, WiderLayout, load_split
 from safefakes.evaluate.face_descriptors import DescriptorConfig, FaceDescriptorModel, _dataclass_from_dict
-from safefakes.evaluate.weights import METRIC_WEIGHTS, metric_weights_status, require_weight
+from safefakes.common.weights import METRIC_WEIGHTS, metric_weights_status, require_weight
 
 ALL_METRICS = ("l1", "l2", "ssim", "fid_face", "lpips", "fid")
 #: Metrics whose names in the output need a label so nobody mistakes them for the paper's metric.

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_json
-from safefakes.evaluate.weights import WEIGHT_FILES, fetch_weights
+from safefakes.common.weights import WEIGHT_FILES, fetch_weights
 
 # Heavy modules (numpy, pandas, scipy, dlib, torch) are imported inside the handlers so that every
 # `safefakes` command starts fast.
@@ -33,8 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_table2(subparsers)
     _register_reid(subparsers)
     _register_reid_gather(subparsers)
-    _register_plot_det(subparsers)
-    _register_plot_frontier(subparsers)
     _register_fetch_weights(subparsers)
 
 
@@ -97,26 +95,32 @@ def _json_safe(value: Any) -> Any:
 
 def _register_table2(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("table2", help="Pearson correlation of each metric with detector mAP (Table II)")
+    add_table2_inputs(parser)
+    parser.add_argument("--out-csv", required=True, type=Path)
+    parser.set_defaults(func=_run_table2)
+
+
+def add_table2_inputs(parser: argparse.ArgumentParser) -> None:
+    """The inputs of Table II (shared by ``table2`` and ``plot-table2``)."""
     parser.add_argument("--metrics", nargs="+", required=True, type=Path, help="one metrics JSON per method")
     parser.add_argument("--ap", nargs="+", required=True, type=Path, help="one AP JSON {easy, medium, hard} per method, same order")
     parser.add_argument("--methods", nargs="+", required=True, help="method names, same order")
     parser.add_argument("--gan-methods", nargs="*", default=[], help="which of the methods are GANs (the rest are conventional)")
-    parser.add_argument("--out-csv", required=True, type=Path)
-    parser.add_argument("--out-png", required=True, type=Path, help="the table rendered as an image")
-    parser.add_argument("--scatter-png", type=Path, help="metric vs mAP scatter plots")
-    parser.set_defaults(func=_run_table2)
+
+
+def table2_tables(args: argparse.Namespace) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """The per-method table (metrics and mAP) and Table II's correlations from ``table2``'s arguments."""
+    from safefakes.evaluate import correlation
+
+    table = correlation.build_method_table(args.methods, [correlation.read_json(p) for p in args.metrics], [correlation.read_json(p) for p in args.ap])
+    return table, correlation.correlation_table(table, args.gan_methods)
 
 
 def _run_table2(args: argparse.Namespace) -> int:
     from safefakes.evaluate import correlation
-    from safefakes.plots.privacy import plot_metric_scatter, render_correlation_table
 
-    table = correlation.build_method_table(args.methods, [correlation.read_json(p) for p in args.metrics], [correlation.read_json(p) for p in args.ap])
-    correlations = correlation.correlation_table(table, args.gan_methods)
+    _, correlations = table2_tables(args)
     correlation.write_correlation_csv(args.out_csv, correlations)
-    render_correlation_table(correlations, args.out_png)
-    if args.scatter_png:
-        plot_metric_scatter(table, args.gan_methods, args.scatter_png)
     return 0
 
 
@@ -171,81 +175,6 @@ def _run_reid_gather(args: argparse.Namespace) -> int:
     from safefakes.evaluate import reid
 
     reid.write_summary_csv(args.out, reid.gather_summaries(args.inputs))
-    return 0
-
-
-def _register_plot_det(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("plot-det", help="DET curves of one scenario from re-identification score files")
-    parser.add_argument("--scores", nargs="+", required=True, type=Path, help="score CSVs written by 'safefakes reid'")
-    parser.add_argument("--scenario", default="naive", choices=SCENARIOS)
-    parser.add_argument("--out", required=True, type=Path, help="PNG, e.g. det_naive.png")
-    parser.set_defaults(func=_run_plot_det)
-
-
-def _run_plot_det(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from safefakes.evaluate import reid
-    from safefakes.plots.privacy import plot_det_curves
-
-    curves = []
-    for path in args.scores:
-        rows = [row for row in reid.read_csv_rows(path) if row["scenario"] == args.scenario]
-        if not rows:
-            raise SafefakesError(f"{path}: no scores for scenario {args.scenario}")
-        label = rows[0]["method"] + (f" {rows[0]['strength']}" if rows[0]["strength"] else "")
-        distances = np.array([float(row["distance"]) for row in rows])
-        mated = np.array([row["mated"] == "1" for row in rows])
-        curves.append((label, distances[mated], distances[~mated]))
-    plot_det_curves(curves, args.out, title=f"DET, {args.scenario} recognition")
-    return 0
-
-
-def _register_plot_frontier(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("plot-frontier", help="privacy-utility frontier: detector mAP vs re-identification EER")
-    parser.add_argument("--reid", required=True, type=Path, help="the gathered re-identification table (reid.csv)")
-    parser.add_argument("--ap", nargs="+", required=True, type=Path, help="AP JSON files {easy, medium, hard}")
-    parser.add_argument("--labels", nargs="+", required=True, help="METHOD@STRENGTH (or METHOD) per AP file, same order")
-    parser.add_argument("--scenario", default="naive", choices=SCENARIOS)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.set_defaults(func=_run_plot_frontier)
-
-
-def frontier_points(reid_rows: list[dict[str, str]], ap_by_label: dict[str, float], scenario: str) -> "pd.DataFrame":
-    """Join re-identification rows of ``scenario`` with mAP by ``method@strength`` (or ``method``) label."""
-    points = []
-    for row in reid_rows:
-        if row["scenario"] != scenario:
-            continue
-        label = f"{row['method']}@{row['strength']}" if row["strength"] else row["method"]
-        if label in ap_by_label:
-            points.append({"label": label, "map": ap_by_label[label], "eer": float(row["eer"]), "fmr": float(row["fmr"]), "fnmr": float(row["fnmr"])})
-    if not points:
-        raise SafefakesError(f"no (method, strength) has both an AP file and {scenario} re-identification results; labels: {', '.join(ap_by_label)}")
-    import pandas as pd
-
-    return pd.DataFrame(points)
-
-
-def _normalize_label(label: str) -> str:
-    method, _, strength = label.partition("@")
-    if not strength:
-        return method
-    try:
-        value = float(strength)
-    except ValueError:
-        raise SafefakesError(f"label {label!r}: strength must be a number") from None
-    return f"{method}@{int(value) if value.is_integer() else value!r}"
-
-
-def _run_plot_frontier(args: argparse.Namespace) -> int:
-    from safefakes.evaluate import correlation, reid
-    from safefakes.plots.privacy import plot_frontier
-
-    if len(args.ap) != len(args.labels):
-        raise SafefakesError(f"need one label per AP file: {len(args.ap)} files, {len(args.labels)} labels")
-    ap_by_label = {_normalize_label(label): correlation.mean_ap(correlation.read_json(path)) for label, path in zip(args.labels, args.ap)}
-    plot_frontier(frontier_points(reid.read_csv_rows(args.reid), ap_by_label, args.scenario), args.out, args.scenario)
     return 0
 
 

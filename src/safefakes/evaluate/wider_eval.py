@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from safefakes.common.errors import SafefakesError
-from safefakes.evaluate.ground_truth import SETTINGS, GroundTruth
-from safefakes.evaluate.predictions import ImagePredictions, Predictions
+from safefakes.data.ground_truth import SETTINGS, GroundTruth
+from safefakes.data.predictions import ImagePredictions, Predictions
 
 LOGGER = logging.getLogger(__name__)
 #: Upper bound on (detection, GT box) pairs held in memory at once (about 100 MB of float64 work arrays).

@@ -54,6 +54,17 @@ def _paper_checks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pr_curves(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from safefakes.plots.gan_figures import parse_key_values
+    from safefakes.plots.pr_curves import plot_pr_curves
+
+    curves = {label: pd.read_csv(path) for label, path in parse_key_values(args.curves, "--curves", "LABEL", "CSV")}
+    plot_pr_curves(curves, args.out, title="WIDER FACE validation")
+    return 0
+
+
 def _fig1(args: argparse.Namespace) -> int:
     from safefakes.common.errors import SafefakesError
     from safefakes.plots.gan_figures import Fig1Config, fig1_panels, parse_key_values, plot_fig1
@@ -146,6 +157,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     face_sizes.add_argument("--out-png", required=True, help="figure to write")
     face_sizes.add_argument("--out-csv", required=True, help="the table behind the figure")
     face_sizes.set_defaults(func=_face_sizes)
+    pr = subparsers.add_parser("plot-pr", help="PR curves per setting from the CSVs 'safefakes evaluate --curves' writes")
+    pr.add_argument("--curves", action="append", required=True, metavar="LABEL=CSV", help="a PR-curve CSV and its legend label; repeat to compare")
+    pr.add_argument("--out", required=True, help="figure to write")
+    pr.set_defaults(func=_pr_curves)
     checks = subparsers.add_parser("paper-checks", help="the paper's findings checked on a run's Fig. 4, Fig. 6 and detectability tables")
     checks.add_argument("--detector", required=True, help="the detector the tables belong to")
     checks.add_argument("--fig4", required=True, help="fig4_{detector}.csv")

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from safefakes.common.errors import SafefakesError  # noqa: E402
-from safefakes.evaluate.ground_truth import SETTINGS, load_ground_truth  # noqa: E402
+from safefakes.data.ground_truth import SETTINGS, load_ground_truth  # noqa: E402
 from safefakes.plots.figures import save_figure, save_table  # noqa: E402
 
 #: Median face size (sqrt of box area, px) per difficulty of the official WIDER FACE validation ground

@@ -36,8 +36,8 @@ from safefakes.anonymize.gan.landmarks68 import LANDMARK68_SOURCES, build_landma
 from safefakes.anonymize.gan.recipe import GanRecipe, get_recipe
 from safefakes.anonymize.gan.training import GanCheckpoint, load_gan_checkpoint
 from safefakes.common.errors import SafefakesError
+from safefakes.common.run_state import select_device
 from safefakes.data.wider import FaceBox, FaceExtras
-from safefakes.detect.train import select_device
 
 
 @dataclass(frozen=True)

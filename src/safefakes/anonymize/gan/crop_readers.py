@@ -38,7 +38,7 @@ from safefakes.anonymize.gan.landmarks68 import DLIB_UPSAMPLE, DlibLandmarks68, 
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
 from safefakes.data.wider import KEYPOINTS_7, FaceBox
-from safefakes.evaluate.reid import IMAGE_SUFFIXES, IdentitySample, read_celeba_identities, read_identity_csv, read_identity_folders
+from safefakes.data.identities import IMAGE_SUFFIXES, IdentitySample, read_celeba_identities, read_identity_csv, read_identity_folders
 
 LOG = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ class DlibLandmarks68:
             import dlib
         except ImportError:
             raise SafefakesError("68-point landmarks need dlib (pip install dlib-bin)") from None
-        from safefakes.evaluate.weights import dlib_model_file
+        from safefakes.common.weights import dlib_model_file
 
         self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()

@@ -14,11 +14,10 @@ to ``max_faces`` crops (Fig. 7's training-set sizes).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,15 @@ from safefakes.anonymize.gan.cropsets import CropSet, load_crop_set, select_crop
 from safefakes.anonymize.gan.recipe import GanHparams, GanRecipe, get_recipe
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
-from safefakes.detect.train import (
+from safefakes.common.run_state import (
+    LOG_FILE_NAME,
+    STATE_FILE_NAME,
     LossLog,
+    check_iterations,
     checkpoint_name,
     cpu_state_dict,
     read_torch_payload,
+    run_fingerprint,
     save_state,
     select_device,
     try_resume,
@@ -46,8 +49,6 @@ LOGGER = logging.getLogger(__name__)
 
 GAN_CHECKPOINT_FORMAT = "safefakes-gan-checkpoint/2"
 GAN_STATE_FORMAT = "safefakes-gan-state/2"
-STATE_FILE_NAME = "state.pt"
-LOG_FILE_NAME = "train_log.csv"
 
 
 def iteration_generators(seed: int, iteration: int) -> tuple[np.random.Generator, torch.Generator]:
@@ -141,14 +142,7 @@ class GanTrainRequest:
 def _fingerprint(request: GanTrainRequest, hparams: GanHparams, dataset_digest: str) -> str:
     """Identifies a run (not its length: a longer request continues a shorter run's state)."""
     identity = {"gan": request.gan, "hparams": hparams.to_dict(), "seed": request.seed, "dataset": dataset_digest}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def _check_iterations(requested: Sequence[int]) -> tuple[int, ...]:
-    iterations = tuple(sorted({int(n) for n in requested}))
-    if not iterations or iterations[0] < 1:
-        raise SafefakesError(f"--iterations needs one or more positive numbers, got {list(requested)}")
-    return iterations
+    return run_fingerprint(identity)
 
 
 def load_training_crops(recipe: GanRecipe, hparams: GanHparams, train_set: Path, max_faces: int | None, seed: int) -> CropSet:
@@ -164,7 +158,9 @@ def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Pa
     """
     recipe = get_recipe(request.gan)
     hparams = recipe.parse_hparams(request.hparams)
-    checkpoints = _check_iterations(request.checkpoint_iterations)
+    checkpoints = check_iterations(request.checkpoint_iterations)
+    if not checkpoints:
+        raise SafefakesError("--iterations needs one or more positive numbers")
     total = checkpoints[-1]
     device = select_device(request.device)
     train = hparams.train

@@ -34,7 +34,7 @@ ALL_FACES_FILE = "wider_face_val.mat"
 LABEL_KEYS = tuple(f"{name}_label_list" for name in ATTRIBUTE_FIELDS)
 #: A MAT v5 file starts with 116 bytes of descriptive text; we write a fixed one so output bytes are reproducible.
 MAT_HEADER_TEXT_BYTES = 116
-MAT_HEADER_TEXT = "MATLAB 5.0 MAT-file, Platform: safefakes, Created by: safefakes.evaluate.ground_truth"
+MAT_HEADER_TEXT = "MATLAB 5.0 MAT-file, Platform: safefakes, Created by: safefakes.data.ground_truth"
 
 
 def setting_file(setting: str) -> str:
