@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from safefakes.data.synth import DIFFICULTIES, SynthConfig, render_image, synthesize
+from safefakes.data.synth import SynthConfig, render_image, synthesize
+from safefakes.data.wider import DIFFICULTIES
 from safefakes.plots.face_sizes import WIDER_VAL_MEDIAN_FACE_PX, face_size_table, plot_face_sizes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,10 @@ import scipy.io
 
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, ImageAnnotation
-from safefakes.data.ground_truth import ALL_FACES_FILE, SETTINGS, load_ground_truth, setting_file, write_ground_truth
+from safefakes.data.ground_truth import ALL_FACES_FILE, load_ground_truth, setting_file, write_ground_truth
+from safefakes.data.wider import DIFFICULTIES
 
-ALL_FILES = (ALL_FACES_FILE, *(setting_file(s) for s in SETTINGS))
+ALL_FILES = (ALL_FACES_FILE, *(setting_file(s) for s in DIFFICULTIES))
 
 
 def _annotations() -> list[ImageAnnotation]:
@@ -114,7 +115,7 @@ def test_written_files_reproduce_the_official_arrays(shared_data: Path, tmp_path
     official_dir = shared_data / "wider_face" / "ground_truth"
     annotations = _read_val_txt_keeping_degenerate_boxes(shared_data / "wider_face" / "wider_face_split" / "wider_face_val_bbx_gt.txt")
     official = load_ground_truth(official_dir)
-    difficulty = {s: [np.flatnonzero(image.counted[s]).tolist() for image in official.images] for s in SETTINGS}
+    difficulty = {s: [np.flatnonzero(image.counted[s]).tolist() for image in official.images] for s in DIFFICULTIES}
     write_ground_truth(tmp_path, annotations, difficulty)
     for name in ALL_FILES:
         expected = scipy.io.loadmat(str(official_dir / name))

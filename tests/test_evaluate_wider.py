@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from safefakes.data.ground_truth import SETTINGS, GroundTruth, GroundTruthImage, load_ground_truth
+from safefakes.data.ground_truth import GroundTruth, GroundTruthImage, load_ground_truth
+from safefakes.data.wider import DIFFICULTIES
 from safefakes.data.predictions import ImagePredictions
 from safefakes.evaluate.wider_eval import EvaluationConfig, evaluate, normalize_scores, voc_ap
 
@@ -45,7 +46,7 @@ def loop_reference(ground_truth: GroundTruth, predictions: dict, num_thresholds:
     scores = [s for image in ground_truth.images for s in predictions.get(image.key, ImagePredictions.empty()).scores.tolist()]
     low, high = (min(scores), max(scores)) if scores else (0.0, 0.0)
     aps = {}
-    for setting in SETTINGS:
+    for setting in DIFFICULTIES:
         proposals = [0] * num_thresholds
         hits = [0] * num_thresholds
         n_faces = 0
@@ -128,7 +129,7 @@ def noisy_predictions(
 def _image(key: str, boxes: list[list[float]], easy: list[int], medium: list[int], hard: list[int]) -> GroundTruthImage:
     n = len(boxes)
     masks = {}
-    for setting, rows in zip(SETTINGS, (easy, medium, hard)):
+    for setting, rows in zip(DIFFICULTIES, (easy, medium, hard)):
         mask = np.zeros(n, dtype=bool)
         mask[rows] = True
         masks[setting] = mask
@@ -168,7 +169,7 @@ def random_case(rng: np.random.Generator) -> tuple[GroundTruth, dict]:
 
 
 def _assert_same_aps(actual: dict[str, float], expected: dict[str, float], tol: float = 1e-12) -> None:
-    for setting in SETTINGS:
+    for setting in DIFFICULTIES:
         assert actual[setting] == pytest.approx(expected[setting], abs=tol, nan_ok=True), setting
 
 
@@ -292,7 +293,7 @@ def test_matches_public_port_on_real_validation_ground_truth(real_ground_truth: 
     seed, noise, expected = PORT_REFERENCE_CASES[case]
     result = evaluate(real_ground_truth, noisy_predictions(real_ground_truth, seed, **noise))
     assert result.num_images == 3226 and result.face_counts == {"easy": 7211, "medium": 13319, "hard": 31958}
-    for setting in SETTINGS:
+    for setting in DIFFICULTIES:
         assert result.ap[setting] == pytest.approx(expected[setting], abs=1e-6), setting
 
 
@@ -302,7 +303,7 @@ def test_matches_public_port_on_real_validation_ground_truth(real_ground_truth: 
 )
 def test_official_baseline_curves_give_published_aps(shared_data, method: str, expected: dict[str, float]) -> None:
     folder = shared_data / "wider_face" / "eval_baselines"
-    for setting in SETTINGS:
+    for setting in DIFFICULTIES:
         with h5py.File(folder / f"wider_pr_info_{method}_{setting}_val.mat", "r") as handle:
             curve = np.asarray(handle["pr_cruve"]).T  # MATLAB v7.3 stores it transposed: (1000, 2)
         assert curve.shape == (1000, 2)

@@ -24,10 +24,9 @@ import scipy.io
 
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_bytes
-from safefakes.data.wider import ATTRIBUTE_FIELDS, ImageAnnotation
+from safefakes.data.wider import ATTRIBUTE_FIELDS, DIFFICULTIES, ImageAnnotation
 
 #: The three nested evaluation settings, in the order the paper reports them.
-SETTINGS = ("easy", "medium", "hard")
 #: The file with every box (no ``gt_list``).
 ALL_FACES_FILE = "wider_face_val.mat"
 #: Attribute label keys in the official files, in :data:`ATTRIBUTE_FIELDS` order.
@@ -39,8 +38,8 @@ MAT_HEADER_TEXT = "MATLAB 5.0 MAT-file, Platform: safefakes, Created by: safefak
 
 def setting_file(setting: str) -> str:
     """The file name of one setting's ground truth, e.g. ``wider_easy_val.mat``."""
-    if setting not in SETTINGS:
-        raise SafefakesError(f"unknown setting {setting!r}; expected one of {', '.join(SETTINGS)}")
+    if setting not in DIFFICULTIES:
+        raise SafefakesError(f"unknown setting {setting!r}; expected one of {', '.join(DIFFICULTIES)}")
     return f"wider_{setting}_val.mat"
 
 
@@ -85,7 +84,7 @@ class GroundTruth:
         boxes = np.concatenate([image.boxes for image in self.images]) if self.images else np.zeros((0, 4))
         counted = {
             setting: (np.concatenate([image.counted[setting] for image in self.images]) if self.images else np.zeros(0, dtype=bool))
-            for setting in SETTINGS
+            for setting in DIFFICULTIES
         }
         return StackedGroundTruth(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), offsets, counted)
 
@@ -95,7 +94,7 @@ class GroundTruth:
 
     def face_counts(self) -> dict[str, int]:
         """Number of counted faces per setting (the recall denominators)."""
-        return {setting: int(self.stacked.counted[setting].sum()) for setting in SETTINGS}
+        return {setting: int(self.stacked.counted[setting].sum()) for setting in DIFFICULTIES}
 
     def subset(self, keys: Iterable[tuple[str, str]]) -> GroundTruth:
         """The images whose ``(event, stem)`` is in ``keys`` (file order kept); unknown keys are an error."""
@@ -179,13 +178,13 @@ def load_ground_truth(gt_dir: str | os.PathLike[str]) -> GroundTruth:
     """Read ``wider_face_val.mat`` and the three setting files from ``gt_dir``."""
     gt_dir = Path(gt_dir)
     events, stems, boxes = _read_all_faces(gt_dir / ALL_FACES_FILE)
-    masks = {setting: _read_setting_masks(gt_dir / setting_file(setting), boxes, stems) for setting in SETTINGS}
+    masks = {setting: _read_setting_masks(gt_dir / setting_file(setting), boxes, stems) for setting in DIFFICULTIES}
     images = tuple(
         GroundTruthImage(
             event=events[i],
             stem=stems[i],
             boxes=boxes[i],
-            counted={setting: masks[setting][i] for setting in SETTINGS},
+            counted={setting: masks[setting][i] for setting in DIFFICULTIES},
         )
         for i in range(len(stems))
     )
@@ -305,10 +304,10 @@ def write_ground_truth(
     from the official files, whose MATLAB class is double).
     """
     gt_dir = Path(gt_dir)
-    missing = [setting for setting in SETTINGS if setting not in difficulty]
+    missing = [setting for setting in DIFFICULTIES if setting not in difficulty]
     if missing:
         raise SafefakesError(f"difficulty lacks setting(s) {', '.join(missing)}")
-    for setting in SETTINGS:
+    for setting in DIFFICULTIES:
         if len(difficulty[setting]) != len(annotations):
             raise SafefakesError(f"difficulty[{setting!r}] has {len(difficulty[setting])} entries for {len(annotations)} images")
     stems = [(a.event, a.stem) for a in annotations]
@@ -317,7 +316,7 @@ def write_ground_truth(
     groups = _group_by_event(annotations)
     common = {name: _variable_record(name, value) for name, value in _common_variables(annotations, groups).items()}
     files = {ALL_FACES_FILE: _mat_bytes(common)}
-    for setting in SETTINGS:
+    for setting in DIFFICULTIES:
         gt_list = _column_cells(
             [
                 _column_cells([_image_gt_list(annotations[i], difficulty[setting][i], setting) for i in groups[event]])

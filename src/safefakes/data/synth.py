@@ -40,14 +40,13 @@ from safefakes.data.synth_face import (
     sample_appearance,
 )
 from safefakes.data.synth_scene import background, draw_clutter
-from safefakes.data.wider import FaceBox, FaceExtras, ImageAnnotation, WiderLayout, write_bbx_gt, write_extras
+from safefakes.data.wider import DIFFICULTIES, FaceBox, FaceExtras, ImageAnnotation, WiderLayout, write_bbx_gt, write_extras
 
 #: Stream tags that keep the per-image and per-identity random streams apart.
 _SPLIT_STREAM = {"train": 1, "val": 2}
 _IDENTITY_STREAM = 7
 #: Owner-map value of objects that belong to no person (occluders).
 _OCCLUDER_OWNER = np.iinfo(np.int32).max
-DIFFICULTIES = ("easy", "medium", "hard")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,10 @@ from safefakes.common.io import atomic_write_json, atomic_write_text
 SPLITS = ("train", "val")
 ATTRIBUTE_FIELDS = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 #: The 7 sparse keypoints of DeepPrivacy, the first seven COCO keypoints, in this order.
+#: WIDER FACE's evaluation settings, nested easy < medium < hard (one name for them in every stage).
+DIFFICULTIES = ("easy", "medium", "hard")
+#: Images of WIDER FACE's training split (converts the papers' iteration counts to epochs).
+WIDER_TRAIN_IMAGES = 12_880
 KEYPOINTS_7 = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder")
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from safefakes.data.wider import WIDER_TRAIN_IMAGES
 from safefakes.detect.dsfd_augment import DSFDAugmentConfig, DSFDTrainTransform
 from safefakes.detect.dsfd_model import DSFD, DSFDModelConfig, apply_predict_hparams
 from safefakes.detect.registry import DetectorSpec, TrainTransform
 
 PAPER_ITERATIONS = 60_000  # Safe Fakes Sec. IV-A: DSFD trained 60,000 iterations (also the official max_iter)
 PAPER_BATCH_SIZE = 4  # Safe Fakes Sec. IV-A: batch size 4 (reduced for memory)
-WIDER_TRAIN_IMAGES = 12_880  # WIDER FACE training images; converts iterations to the epochs TrainConfig counts
 
 PAPER_HPARAMS: dict[str, Any] = {
     "model": DSFDModelConfig().to_dict(),

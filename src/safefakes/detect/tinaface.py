@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from safefakes.data.wider import WIDER_TRAIN_IMAGES
 from safefakes.detect.registry import DetectorSpec, TrainTransform
 from safefakes.detect.tinaface_augment import build_tinaface_train_transform
 from safefakes.detect.tinaface_config import TinaFaceAugmentConfig, TinaFaceModelConfig, plain_dict
@@ -20,7 +21,6 @@ from safefakes.detect.tinaface_model import TinaFace
 
 PAPER_ITERATIONS = 60_000  # Safe Fakes supplement Sec. B: 60,000 iterations (official: 630 epochs on 3 GPUs)
 PAPER_BATCH_SIZE = 4  # vedadet samples_per_gpu=4, and Safe Fakes trained on a single GPU
-WIDER_TRAIN_IMAGES = 12_880  # WIDER FACE training images; converts iterations to the epochs TrainConfig counts
 #: Keys of the shared ``predict`` section that override the model's own post-processing.
 PREDICT_OVERRIDES = ("score_threshold", "nms_iou", "max_detections")
 

@@ -1,1 +1,10 @@
-"""The evaluate stage of the safefakes pipeline."""
+"""The evaluate stage of the safefakes pipeline.
+
+The re-identification test's names live here, light to import (the command line reads them without
+loading dlib or OpenCV).
+"""
+
+#: Heimes's re-identification scenarios: gallery and probes anonymized or not.
+SCENARIOS = ("naive", "reverse", "parrot")
+#: The method name that leaves images unchanged (the originals-against-originals baseline).
+NO_ANONYMIZATION = "none"

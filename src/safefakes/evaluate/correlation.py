@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from safefakes.common.errors import SafefakesError
+from safefakes.data.wider import DIFFICULTIES
 from safefakes.common.io import atomic_write_text
 
-AP_SETTINGS = ("easy", "medium", "hard")
 #: Table II's columns, in order.
 GROUPS = ("All", "GAN", "Conventional")
 #: Below three points a Pearson correlation is always +-1 (two points) or undefined: report n/a.
@@ -42,10 +42,10 @@ def read_json(path: str | os.PathLike[str]) -> dict:
 
 def mean_ap(ap: dict) -> float:
     """mAP as the paper reports it: the mean of the easy, medium and hard AP."""
-    missing = [name for name in AP_SETTINGS if name not in ap]
+    missing = [name for name in DIFFICULTIES if name not in ap]
     if missing:
         raise SafefakesError(f"AP result lacks {', '.join(missing)} (expected keys easy, medium, hard)")
-    return float(np.mean([float(ap[name]) for name in AP_SETTINGS]))
+    return float(np.mean([float(ap[name]) for name in DIFFICULTIES]))
 
 
 def metric_values(result: dict) -> dict[str, float]:

@@ -19,12 +19,11 @@ if TYPE_CHECKING:
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_json
 from safefakes.common.weights import WEIGHT_FILES, fetch_weights
+from safefakes.evaluate import NO_ANONYMIZATION, SCENARIOS
 
 # Heavy modules (numpy, pandas, scipy, dlib, torch) are imported inside the handlers so that every
 # `safefakes` command starts fast.
-SCENARIOS = ("naive", "reverse", "parrot")
 METRIC_NAMES = ("l1", "l2", "ssim", "fid_face", "lpips", "fid")
-NO_ANONYMIZATION = "none"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

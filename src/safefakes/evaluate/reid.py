@@ -32,6 +32,7 @@ from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_text
 from safefakes.common.progress import progress
 from safefakes.data.identities import IdentitySample, load_identities
+from safefakes.evaluate import NO_ANONYMIZATION, SCENARIOS
 from safefakes.data.wider import FaceBox
 from safefakes.evaluate.face_descriptors import (
     Box,
@@ -44,15 +45,12 @@ from safefakes.evaluate.face_descriptors import (
 
 LOG = logging.getLogger(__name__)
 
-SCENARIOS = ("naive", "reverse", "parrot")
 #: Strength sweeps of the conventional methods (Heimes, Figs. 4-6).
 STRENGTH_SWEEPS: dict[str, tuple[int, ...]] = {
     "blur": (5, 10, 15, 20, 30, 35, 50, 90),
     "noise": (5, 10, 15, 20, 30, 35, 50, 90),
     "pixelate": (10, 15, 20, 30, 35, 50, 90, 99),
 }
-#: The method name that leaves images unchanged (the originals-against-originals baseline).
-NO_ANONYMIZATION = "none"
 RESULT_COLUMNS = ("method", "strength", "scenario", "eer", "fmr", "fnmr", "fta", "rank1", "threshold", "n_mated", "n_nonmated", "n_photos", "fta_original")
 SCORE_COLUMNS = ("method", "strength", "scenario", "probe", "gallery", "mated", "distance")
 

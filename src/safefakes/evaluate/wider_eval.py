@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from safefakes.common.errors import SafefakesError
-from safefakes.data.ground_truth import SETTINGS, GroundTruth
+from safefakes.data.ground_truth import GroundTruth
+from safefakes.data.wider import DIFFICULTIES
 from safefakes.data.predictions import ImagePredictions, Predictions
 
 LOGGER = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class EvaluationResult:
 
     def summary(self) -> dict[str, float | None]:
         """``{"easy": AP, "medium": AP, "hard": AP}``; an undefined AP (no face in a setting) is ``None``."""
-        return {setting: (None if np.isnan(self.ap[setting]) else float(self.ap[setting])) for setting in SETTINGS}
+        return {setting: (None if np.isnan(self.ap[setting]) else float(self.ap[setting])) for setting in DIFFICULTIES}
 
     def curves_frame(self) -> pd.DataFrame:
         """The PR curves as one table with columns ``setting, threshold, precision, recall``."""
@@ -100,7 +101,7 @@ class EvaluationResult:
                         "recall": self.curves[setting].recall,
                     }
                 )
-                for setting in SETTINGS
+                for setting in DIFFICULTIES
             ],
             ignore_index=True,
         )
@@ -294,7 +295,7 @@ def evaluate(ground_truth: GroundTruth, predictions: Predictions, config: Evalua
     face_counts = ground_truth.face_counts()
     curves: dict[str, PRCurve] = {}
     aps: dict[str, float] = {}
-    for setting in SETTINGS:
+    for setting in DIFFICULTIES:
         counted = np.zeros(hit.size, dtype=bool)
         counted[hit_rows] = ground_truth.stacked.counted[setting][best_gt[hit_rows]]
         is_proposal = ~(hit & ~counted)

@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from safefakes.common.errors import SafefakesError  # noqa: E402
-from safefakes.data.ground_truth import SETTINGS, load_ground_truth  # noqa: E402
+from safefakes.data.ground_truth import load_ground_truth  # noqa: E402
+from safefakes.data.wider import DIFFICULTIES  # noqa: E402
 from safefakes.plots.figures import save_figure, save_table  # noqa: E402
 
 #: Median face size (sqrt of box area, px) per difficulty of the official WIDER FACE validation ground
@@ -31,7 +32,7 @@ def face_sizes_by_setting(gt_dir: str | os.PathLike[str]) -> dict[str, np.ndarra
     """Face sizes (sqrt of box area, px) of the faces each setting counts, from a ground-truth folder."""
     stacked = load_ground_truth(gt_dir).stacked
     sizes = np.sqrt(np.clip(stacked.boxes[:, 2], 0, None) * np.clip(stacked.boxes[:, 3], 0, None))
-    return {setting: sizes[stacked.counted[setting]] for setting in SETTINGS}
+    return {setting: sizes[stacked.counted[setting]] for setting in DIFFICULTIES}
 
 
 def face_size_table(sources: Mapping[str, str | os.PathLike[str]]) -> pd.DataFrame:
@@ -61,8 +62,8 @@ def plot_face_sizes(sources: Mapping[str, str | os.PathLike[str]], out_png: str 
     colours = {"easy": "#4c72b0", "medium": "#dd8452", "hard": "#55a868"}
     positions, data, colour_list = [], [], []
     for group, label in enumerate(sources):
-        for offset, setting in enumerate(SETTINGS):
-            positions.append(group * (len(SETTINGS) + 1) + offset)
+        for offset, setting in enumerate(DIFFICULTIES):
+            positions.append(group * (len(DIFFICULTIES) + 1) + offset)
             data.append(sizes[label][setting])
             colour_list.append(colours[setting])
     boxes = axis.boxplot(data, positions=positions, widths=0.7, patch_artist=True, showfliers=False)
@@ -72,14 +73,14 @@ def plot_face_sizes(sources: Mapping[str, str | os.PathLike[str]], out_png: str 
     for position, values in zip(positions, data):
         median = float(np.median(values))
         axis.annotate(f"{median:.1f}", (position, median), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
-    for offset, setting in enumerate(SETTINGS):
+    for offset, setting in enumerate(DIFFICULTIES):
         axis.axhline(WIDER_VAL_MEDIAN_FACE_PX[setting], color=colours[setting], linestyle=":", linewidth=0.8)
-    axis.set_xticks([group * (len(SETTINGS) + 1) + 1 for group in range(len(sources))])
-    axis.set_xticklabels([f"{label}\n({', '.join(s[0].upper() for s in SETTINGS)})" for label in sources], fontsize=8)
+    axis.set_xticks([group * (len(DIFFICULTIES) + 1) + 1 for group in range(len(sources))])
+    axis.set_xticklabels([f"{label}\n({', '.join(s[0].upper() for s in DIFFICULTIES)})" for label in sources], fontsize=8)
     axis.set_yscale("log")
     axis.set_ylabel("face size, sqrt(box area) (px)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[s], alpha=0.8) for s in SETTINGS]
-    axis.legend(handles, [f"{s} (dotted: WIDER val median)" for s in SETTINGS], fontsize=7, loc="upper right")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[s], alpha=0.8) for s in DIFFICULTIES]
+    axis.legend(handles, [f"{s} (dotted: WIDER val median)" for s in DIFFICULTIES], fontsize=7, loc="upper right")
     axis.set_title("Face size per difficulty (boxes: quartiles, whiskers: 1.5 IQR)")
     axis.grid(axis="y", alpha=0.3, which="both")
     save_figure(figure, out_png)

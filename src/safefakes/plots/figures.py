@@ -14,10 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from safefakes.common.errors import SafefakesError  # noqa: E402
+from safefakes.common.errors import SafefakesError
+from safefakes.data.wider import DIFFICULTIES  # noqa: E402
 from safefakes.common.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 
-DIFFICULTIES = ("easy", "medium", "hard")
 #: Display names of the methods, in the order the figures show them (unknown methods follow, sorted).
 METHOD_LABELS = {
     "original": "Original",

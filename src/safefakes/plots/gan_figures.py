@@ -34,7 +34,8 @@ from safefakes.anonymize.gan.keypoints import SIZE_BIN_EDGES, size_bin  # noqa: 
 from safefakes.common.errors import SafefakesError  # noqa: E402
 from safefakes.common.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from safefakes.data.wider import FaceBox, ImageAnnotation, WiderLayout, load_split  # noqa: E402
-from safefakes.plots.figures import DETECTOR_LABELS, DIFFICULTIES, METHOD_LABELS, method_order, read_ap_file  # noqa: E402
+from safefakes.data.wider import DIFFICULTIES  # noqa: E402
+from safefakes.plots.figures import DETECTOR_LABELS, METHOD_LABELS, method_order, read_ap_file  # noqa: E402
 
 FIGURE_DPI = 150
 #: Bar / line colours of the three WIDER FACE difficulties and their mean.

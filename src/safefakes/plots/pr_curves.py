@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from safefakes.common.errors import SafefakesError
+from safefakes.data.wider import DIFFICULTIES
 from safefakes.common.io import atomic_write_bytes
 
 #: The evaluation settings, one panel each, in the paper's order.
-PANEL_SETTINGS = ("easy", "medium", "hard")
 #: Columns of a PR-curve table (what ``safefakes evaluate --curves`` writes).
 CURVE_COLUMNS = ("setting", "threshold", "precision", "recall")
 #: Figure size in inches (three panels side by side) and resolution of the PNG.
@@ -52,7 +52,7 @@ def plot_pr_curves(
     path: str | os.PathLike[str],
     *,
     title: str | None = None,
-    settings: Sequence[str] = PANEL_SETTINGS,
+    settings: Sequence[str] = DIFFICULTIES,
 ) -> None:
     """Draw the PR curves of each method (label -> PR-curve table) in one panel per setting; write a PNG atomically.
 
