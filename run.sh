@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh clone: installs everything into .venv, then
 #   ./run.sh demo   runs the whole pipeline on the embedded synthetic dataset (CPU, minutes)
-#   ./run.sh test   runs the test suite
+#   ./run.sh test   checks lint and format (ruff), then runs the test suite
 #   ./run.sh setup  only installs
 # Extra arguments go to snakemake (demo) or pytest (test).
 set -euo pipefail
@@ -40,6 +40,9 @@ case "$command" in
         ;;
     test)
         setup
+        # Lint and format are checked first (pyproject.toml [tool.ruff]); then the test suite.
+        ruff check src tests benchmarks
+        ruff format --check --quiet src tests benchmarks
         python -m pytest -q -rs "$@"
         ;;
     *)

@@ -112,9 +112,9 @@ def main() -> None:
         print("| method | workers | images/s | floor images/s | ratio | CPU ms/image | floor CPU ms/image | CPU ratio |")
         print("|---|---|---|---|---|---|---|---|")
         for workers in args.workers:
-            floor_wall, floor_cpu = best_of(args.repeats, lambda: time_floor(root, workdir / "floor", workers))
+            floor_wall, floor_cpu = best_of(args.repeats, lambda workers=workers: time_floor(root, workdir / "floor", workers))
             for method in args.methods:
-                wall, cpu = best_of(args.repeats, lambda: time_method(root, workdir / "out", method, workers))
+                wall, cpu = best_of(args.repeats, lambda method=method, workers=workers: time_method(root, workdir / "out", method, workers))
                 row = {
                     "method": method,
                     "workers": workers,

@@ -44,8 +44,12 @@ def write_untrained_checkpoint(gan: str, hparams: dict, path: Path) -> None:
     torch.manual_seed(0)
     # Two placeholder crops with distinct identities: what generator_config reads (CIAGAN's identity count).
     one = CropSet(
-        np.zeros((2, parsed.model.resolution, parsed.model.resolution, 3), np.uint8), np.zeros((2, 4), np.int64),
-        np.zeros((2, 7, 3), np.float32), np.zeros((2, 68, 3), np.float32), np.arange(2, dtype=np.int64), "benchmark",
+        np.zeros((2, parsed.model.resolution, parsed.model.resolution, 3), np.uint8),
+        np.zeros((2, 4), np.int64),
+        np.zeros((2, 7, 3), np.float32),
+        np.zeros((2, 68, 3), np.float32),
+        np.arange(2, dtype=np.int64),
+        "benchmark",
     )
     config = recipe.generator_config(parsed, one)
     generator = recipe.build_generator(parsed, config)

@@ -28,8 +28,10 @@ def main() -> None:
         counts = synthesize(Path(tmp) / "wider", args.images, args.seed, config=SynthConfig(image_width=args.image_width), workers=args.workers)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     faces = counts["train_faces"] + counts["val_faces"]
-    print(f"synth: {args.images} images ({faces} faces) at {args.image_width} px in {seconds:.2f} s "
-          f"({seconds / args.images * 1000:.1f} ms/image); CPU time {cpu_seconds:.2f} s (wall exceeds it on a busy machine)")
+    print(
+        f"synth: {args.images} images ({faces} faces) at {args.image_width} px in {seconds:.2f} s "
+        f"({seconds / args.images * 1000:.1f} ms/image); CPU time {cpu_seconds:.2f} s (wall exceeds it on a busy machine)"
+    )
 
 
 if __name__ == "__main__":

@@ -75,11 +75,20 @@ def main() -> None:
             conv_seconds += sum(e.self_cpu_time_total for e in profiler.key_averages() if "conv" in e.key.lower()) / 1e6
     per_iteration = {name: round(value / args.iterations, 4) for name, value in totals.items()}
     step_seconds = sum(per_iteration.values()) - per_iteration["augment"]
-    print(json.dumps({
-        "detector": args.detector, "batch_size": config.batch_size, "crop": hparams["augment"].get("output_size"),
-        "threads": torch.get_num_threads(), "channels_last": args.channels_last, "seconds_per_iteration": per_iteration,
-        "total_s": round(sum(per_iteration.values()), 4), "convolution_share_of_step": round(conv_seconds / args.iterations / step_seconds, 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "detector": args.detector,
+                "batch_size": config.batch_size,
+                "crop": hparams["augment"].get("output_size"),
+                "threads": torch.get_num_threads(),
+                "channels_last": args.channels_last,
+                "seconds_per_iteration": per_iteration,
+                "total_s": round(sum(per_iteration.values()), 4),
+                "convolution_share_of_step": round(conv_seconds / args.iterations / step_seconds, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,20 @@ def run_seed(seed: int, detector: str, cores: int, work: Path) -> Path:
     config_path.write_text(yaml.safe_dump(config))
     target = f"results/figures/fig4_{detector}.csv"
     command = [
-        sys.executable, "-m", "snakemake", target, "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(folder),
-        "--configfile", str(config_path), "--cores", str(cores), "--rerun-triggers", "mtime",
+        sys.executable,
+        "-m",
+        "snakemake",
+        target,
+        "--snakefile",
+        str(PROJECT_ROOT / "Snakefile"),
+        "--directory",
+        str(folder),
+        "--configfile",
+        str(config_path),
+        "--cores",
+        str(cores),
+        "--rerun-triggers",
+        "mtime",
     ]
     subprocess.run(command, check=True, env={**os.environ, "SAFEFAKES_NO_PROGRESS": "1"})
     return folder / target

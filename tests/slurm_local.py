@@ -281,9 +281,7 @@ class LocalCluster:
 def _start_daemon(layout: ClusterLayout, name: str, command: Sequence[str], env: Mapping[str, str]) -> Daemon:
     """Start one daemon in the foreground mode of its program, as a background child in its own session."""
     with open(layout.log_dir / f"{name}.console", "wb") as console:
-        process = subprocess.Popen(
-            list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process = subprocess.Popen(list(command), env=dict(env), stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
     return Daemon(name, process)
 
 
@@ -304,11 +302,21 @@ def start_daemons(cluster: LocalCluster) -> None:
     layout = cluster.layout
     env = cluster.env
     cluster.daemons.append(
-        _start_daemon(layout, "munged", [
-            "munged", "--foreground", "--force", f"--socket={layout.munge_socket}", f"--key-file={layout.munge_key}",
-            f"--pid-file={layout.pid_file('munged')}", f"--log-file={layout.log_file('munged')}",
-            f"--seed-file={layout.munge_dir / 'munged.seed'}",
-        ], env)
+        _start_daemon(
+            layout,
+            "munged",
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--socket={layout.munge_socket}",
+                f"--key-file={layout.munge_key}",
+                f"--pid-file={layout.pid_file('munged')}",
+                f"--log-file={layout.log_file('munged')}",
+                f"--seed-file={layout.munge_dir / 'munged.seed'}",
+            ],
+            env,
+        )
     )
     _wait_for(layout.munge_socket.exists, "the munge socket", cluster)
     cluster.daemons.append(_start_daemon(layout, "slurmctld", ["slurmctld", "-D", "-i", "-f", str(layout.slurm_conf)], env))

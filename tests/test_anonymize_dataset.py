@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
+import safefakes.anonymize.cli as anonymize_cli
 import safefakes.anonymize.dataset as dataset_module
 from safefakes.anonymize.base import ANONYMIZER_SPECS, AnonymizerSpec, PerImageAnonymizer
 from safefakes.anonymize.conventional import BlackoutAnonymizer, BlackoutConfig
 from safefakes.anonymize.dataset import MANIFEST_NAME, AnonymizeJob, anonymize_dataset
 from safefakes.anonymize.images import BadImageError
-import safefakes.anonymize.cli as anonymize_cli
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras, ImageAnnotation, WiderLayout, read_bbx_gt, read_extras, write_bbx_gt, write_extras
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from safefakes.data import cli as data_cli
 from safefakes.common.errors import SafefakesError
+from safefakes.data import cli as data_cli
 from safefakes.data.download import ArchiveSpec, Checksum, fetch_archives, file_digest, specs_from_arguments
 from safefakes.data.synth import SynthConfig, identity_for, render_image, split_counts, synthesize
 from safefakes.data.wider import KEYPOINTS_7, WiderLayout, load_split
@@ -50,7 +50,11 @@ def test_official_layout_and_annotations(small_root: Path) -> None:
                 assert face_extras.identity is not None and 0 <= face_extras.identity < SMALL.identity_pool
     assert sum(len(a.faces) for split in ("train", "val") for a in load_split(small_root, split)[0]) > 10
     assert sorted(p.name for p in layout.ground_truth_dir.iterdir()) == [
-        "wider_easy_val.mat", "wider_face_val.mat", "wider_hard_val.mat", "wider_medium_val.mat"]
+        "wider_easy_val.mat",
+        "wider_face_val.mat",
+        "wider_hard_val.mat",
+        "wider_medium_val.mat",
+    ]
 
 
 def test_ground_truth_settings_nested_and_match_the_txt(small_root: Path) -> None:
@@ -186,6 +190,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # fetch-wider: download (file:// and local paths), checksums, atomic unpack, skip when present
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _zip(path: Path, files: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w") as handle:

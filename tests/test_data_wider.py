@@ -76,11 +76,7 @@ def test_subsets_round_trip_byte_identical_and_images_exist(wider_fixture_root: 
 
 
 def test_both_empty_image_conventions() -> None:
-    text = (
-        "0--Parade/a.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n"
-        "0--Parade/b.jpg\n1\n0 0 0 0 0 0 0 0 0 0 \n"
-        "0--Parade/c.jpg\n1\n1 2 3 4 2 0 0 0 1 0 \n"
-    )
+    text = "0--Parade/a.jpg\n0\n0 0 0 0 0 0 0 0 0 0 \n0--Parade/b.jpg\n1\n0 0 0 0 0 0 0 0 0 0 \n0--Parade/c.jpg\n1\n1 2 3 4 2 0 0 0 1 0 \n"
     a, b, c = parse_bbx_gt(text)
     assert a.faces == [] and b.faces == [] and a.dropped_degenerate == b.dropped_degenerate == 0
     assert c.faces == [FaceBox(1, 2, 3, 4, blur=2, occlusion=1)]

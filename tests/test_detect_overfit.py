@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import torch
 
-from safefakes.data.synth import EventStyle, SynthConfig, synthesize
+from safefakes.data.ground_truth import load_ground_truth
+from safefakes.data.predictions import read_predictions
+from safefakes.data.synth import SynthConfig, synthesize
 from safefakes.detect.predict import predict
 from safefakes.detect.registry import DETECTOR_SPECS
 from safefakes.detect.train import TrainRequest, train
-from safefakes.data.ground_truth import load_ground_truth
-from safefakes.data.predictions import read_predictions
 from safefakes.evaluate.wider_eval import evaluate
 
 #: Issue 3: "it reaches easy AP of at least 0.9".
@@ -79,10 +79,20 @@ CASES = (
     OverfitCase(
         "faster_rcnn",
         {
-            "model": {"pretrained": "none", "min_size": IMAGE_WIDTH, "max_size": IMAGE_WIDTH, "width_per_group": 8,
-                      "fpn_channels": 32, "box_representation_size": 256, "rpn_pre_nms_top_n_train": 300,
-                      "rpn_post_nms_top_n_train": 150, "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150,
-                      "box_batch_size_per_image": 64, "box_detections_per_img": 100},
+            "model": {
+                "pretrained": "none",
+                "min_size": IMAGE_WIDTH,
+                "max_size": IMAGE_WIDTH,
+                "width_per_group": 8,
+                "fpn_channels": 32,
+                "box_representation_size": 256,
+                "rpn_pre_nms_top_n_train": 300,
+                "rpn_post_nms_top_n_train": 150,
+                "rpn_pre_nms_top_n_test": 300,
+                "rpn_post_nms_top_n_test": 150,
+                "box_batch_size_per_image": 64,
+                "box_detections_per_img": 100,
+            },
             "augment": {"output_size": IMAGE_WIDTH, "photometric_probability": 0.0, "expand_probability": 0.0, "crop_probability": 0.0},
             "train": MEMORIZE_TRAIN,
         },
@@ -92,8 +102,15 @@ CASES = (
         "dsfd",
         {
             "model": {"width_scale": 0.125, "backbone_weights": "none", "test_max_side": IMAGE_WIDTH},
-            "augment": {"output_size": IMAGE_WIDTH, "data_anchor_sampling_prob": 0.0, "ssd_crop_min_scale": 1.0,
-                        "brightness_prob": 0.0, "contrast_prob": 0.0, "saturation_prob": 0.0, "hue_prob": 0.0},
+            "augment": {
+                "output_size": IMAGE_WIDTH,
+                "data_anchor_sampling_prob": 0.0,
+                "ssd_crop_min_scale": 1.0,
+                "brightness_prob": 0.0,
+                "contrast_prob": 0.0,
+                "saturation_prob": 0.0,
+                "hue_prob": 0.0,
+            },
             "train": MEMORIZE_TRAIN,
         },
         iterations=80,  # measured: 0.92-1.0 at 60 iterations, 1.0 at 80 (2 seeds), ~16 s CPU
@@ -101,9 +118,13 @@ CASES = (
     OverfitCase(
         "tinaface",
         {
-            "model": {"width_scale": 0.125, "pretrained_backbone": False, "deformable_stages": [False, False, False, False],
-                      "head_stacked_convs": 2,
-                      "inference": {"test_short_side_max": None, "test_long_side_max": None, "pre_nms_top_k": 1000}},
+            "model": {
+                "width_scale": 0.125,
+                "pretrained_backbone": False,
+                "deformable_stages": [False, False, False, False],
+                "head_stacked_convs": 2,
+                "inference": {"test_short_side_max": None, "test_long_side_max": None, "pre_nms_top_k": 1000},
+            },
             "augment": {"output_size": IMAGE_WIDTH, "crop_choices": [1.0], "photometric_probability": 0.0},
             "train": MEMORIZE_TRAIN,
         },
@@ -128,8 +149,15 @@ def clear_faces_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def train_predict_evaluate(case: OverfitCase, wider_root: Path, work_dir: Path, seed: int = TRAIN_SEED) -> dict[str, float | None]:
     """Train ``case`` on the validation split, predict the same images and return the WIDER APs."""
     request = TrainRequest(
-        detector=case.detector, wider_root=wider_root, checkpoints_dir=work_dir / "checkpoints", state_dir=work_dir / "state",
-        hparams=case.hparams, checkpoint_iterations=(case.iterations,), split="val", seed=seed, device="cpu",
+        detector=case.detector,
+        wider_root=wider_root,
+        checkpoints_dir=work_dir / "checkpoints",
+        state_dir=work_dir / "state",
+        hparams=case.hparams,
+        checkpoint_iterations=(case.iterations,),
+        split="val",
+        seed=seed,
+        device="cpu",
     )
     (checkpoint,) = train(request)
     pred_dir = work_dir / "predictions"

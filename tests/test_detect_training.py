@@ -7,7 +7,6 @@ following the detector contract, small enough to train in seconds on one CPU cor
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 from collections.abc import Mapping
@@ -25,7 +24,8 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from safefakes.common.errors import SafefakesError
 from safefakes.data.synth import EventStyle, SynthConfig, synthesize
-from safefakes.detect import registry, train as train_module
+from safefakes.detect import registry
+from safefakes.detect import train as train_module
 from safefakes.detect.registry import DetectorSpec
 from safefakes.detect.train import TrainRequest, load_checkpoint, train
 from safefakes.detect.transforms import SsdStyleAugmentConfig, build_ssd_style_transform
@@ -74,8 +74,13 @@ TINY_SPEC = DetectorSpec(
     paper_hparams={
         "model": {"width": 32, "size": IMAGE_WIDTH},
         "augment": {"output_size": IMAGE_WIDTH, "expand_probability": 0.0, "crop_min_scale": 0.6},
-        "train": {"batch_size": 2, "num_workers": 0, "state_every": 2, "optimizer": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
-                  "schedule": {"name": "cosine", "warmup_iterations": 5, "cosine_final_factor": 0.05}},
+        "train": {
+            "batch_size": 2,
+            "num_workers": 0,
+            "state_every": 2,
+            "optimizer": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
+            "schedule": {"name": "cosine", "warmup_iterations": 5, "cosine_final_factor": 0.05},
+        },
         "predict": {"score_threshold": 0.01},
     },
 )
@@ -95,8 +100,14 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         image_width=IMAGE_WIDTH,
         events=(EventStyle("13--Interview", 1, 2), EventStyle("19--Couple", 2, 2)),
         portrait_face_px=300.0,
-        p_occluder=0.0, p_invalid=0.0, p_extreme_light=0.0, p_profile=0.0, p_tilted=0.0,
-        blur_probs_small=(1.0, 0.0, 0.0), blur_probs_medium=(1.0, 0.0, 0.0), blur_probs_large=(1.0, 0.0, 0.0),
+        p_occluder=0.0,
+        p_invalid=0.0,
+        p_extreme_light=0.0,
+        p_profile=0.0,
+        p_tilted=0.0,
+        blur_probs_small=(1.0, 0.0, 0.0),
+        blur_probs_medium=(1.0, 0.0, 0.0),
+        blur_probs_large=(1.0, 0.0, 0.0),
     )
     synthesize(root, 10, seed=3, val_images=6, config=clear)
     return root
@@ -104,8 +115,15 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _request(root: Path, out: Path, iterations: tuple[int, ...], hparams: Mapping[str, Any] | None = None) -> TrainRequest:
     return TrainRequest(
-        detector="tiny_test", wider_root=root, checkpoints_dir=out / "checkpoints", state_dir=out / "state",
-        hparams=dict(hparams or {}), checkpoint_iterations=iterations, split="val", seed=7, device="cpu",
+        detector="tiny_test",
+        wider_root=root,
+        checkpoints_dir=out / "checkpoints",
+        state_dir=out / "state",
+        hparams=dict(hparams or {}),
+        checkpoint_iterations=iterations,
+        split="val",
+        seed=7,
+        device="cpu",
     )
 
 
@@ -195,9 +213,9 @@ def _read_prediction_file(path: Path) -> tuple[str, np.ndarray]:
 @pytest.mark.slow
 def test_overfit_reaches_easy_ap_and_writes_wider_predictions(synth_root: Path, tmp_path: Path) -> None:
     """Train on six images, predict them back: WIDER easy AP >= 0.9, files in the official format."""
-    from safefakes.detect.predict import predict
     from safefakes.data.ground_truth import load_ground_truth
     from safefakes.data.predictions import read_predictions
+    from safefakes.detect.predict import predict
     from safefakes.evaluate.wider_eval import evaluate
 
     memorize = {"augment": {"photometric_probability": 0.0, "crop_probability": 0.0}, "train": {"optimizer": {"lr": 4e-3}}}

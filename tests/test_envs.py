@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_workflow import PROJECT_ROOT, TINY_CONFIG, _snakemake
 
 SOURCE_ROOT = PROJECT_ROOT / "src" / "safefakes"
@@ -124,9 +123,7 @@ def _conda_env_path(rule_file: Path, body: str) -> Path:
     """The env file of a rule's ``conda:`` directive (a string, or a name assigned a string in the workflow files)."""
     value = re.search(r"^\s*conda:\s*\n\s*(\S+?),?\s*$", body, re.MULTILINE).group(1)
     if not value.startswith(("'", '"')):
-        assignment = next(
-            match for path in RULE_FILES if (match := re.search(rf"^{re.escape(value)}\s*=\s*(['\"].+['\"])", path.read_text(), re.MULTILINE))
-        )
+        assignment = next(match for path in RULE_FILES if (match := re.search(rf"^{re.escape(value)}\s*=\s*(['\"].+['\"])", path.read_text(), re.MULTILINE)))
         value = assignment.group(1)
     return (rule_file.parent / ast.literal_eval(value)).resolve()
 

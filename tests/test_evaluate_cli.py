@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from safefakes.cli import main
-from safefakes.data.wider import FaceBox, ImageAnnotation
 from safefakes.data.ground_truth import load_ground_truth, write_ground_truth
 from safefakes.data.predictions import read_predictions, write_predictions
+from safefakes.data.wider import FaceBox, ImageAnnotation
 from safefakes.evaluate.wider_eval import evaluate
 from safefakes.plots.pr_curves import curve_ap, plot_pr_curves, read_curves_csv
 
@@ -29,7 +29,9 @@ def small_benchmark(tmp_path: Path) -> tuple[Path, Path]:
     gt_dir = tmp_path / "gt"
     write_ground_truth(gt_dir, annotations, difficulty)
     pred_dir = tmp_path / "pred"
-    write_predictions(pred_dir, "0--Parade/a.jpg", np.array([[11, 10, 40, 41], [400, 400, 20, 20], [100, 101, 12, 12], [300, 50, 6, 6]]), np.array([0.9, 0.8, 0.3, 0.95]))
+    write_predictions(
+        pred_dir, "0--Parade/a.jpg", np.array([[11, 10, 40, 41], [400, 400, 20, 20], [100, 101, 12, 12], [300, 50, 6, 6]]), np.array([0.9, 0.8, 0.3, 0.95])
+    )
     write_predictions(pred_dir, "0--Parade/b.jpg", np.array([[52, 60, 80, 88]]), np.array([0.6]))
     return gt_dir, pred_dir
 

@@ -9,9 +9,8 @@ import pytest
 import scipy.io
 
 from safefakes.common.errors import SafefakesError
-from safefakes.data.wider import FaceBox, ImageAnnotation
 from safefakes.data.ground_truth import ALL_FACES_FILE, load_ground_truth, setting_file, write_ground_truth
-from safefakes.data.wider import DIFFICULTIES
+from safefakes.data.wider import DIFFICULTIES, FaceBox, ImageAnnotation
 
 ALL_FILES = (ALL_FACES_FILE, *(setting_file(s) for s in DIFFICULTIES))
 

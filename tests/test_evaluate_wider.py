@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from safefakes.data.ground_truth import GroundTruth, GroundTruthImage, load_ground_truth
-from safefakes.data.wider import DIFFICULTIES
 from safefakes.data.predictions import ImagePredictions
+from safefakes.data.wider import DIFFICULTIES
 from safefakes.evaluate.wider_eval import EvaluationConfig, evaluate, normalize_scores, voc_ap
 
 # ----------------------------------------------------------------------------------------------
@@ -118,9 +118,7 @@ def noisy_predictions(
         false_xy = rng.uniform(0.0, 1000.0, (n_false, 2))
         false_wh = rng.uniform(8.0, 150.0, (n_false, 2))
         all_boxes = np.round(np.concatenate([jittered, duplicates, np.concatenate([false_xy, false_wh], axis=1)]), 1)
-        scores = np.concatenate(
-            [rng.beta(5.0, 2.0, jittered.shape[0]), rng.beta(2.0, 3.0, duplicates.shape[0]), rng.beta(2.0, 5.0, n_false)]
-        )
+        scores = np.concatenate([rng.beta(5.0, 2.0, jittered.shape[0]), rng.beta(2.0, 3.0, duplicates.shape[0]), rng.beta(2.0, 5.0, n_false)])
         scores = np.clip(np.round(scores, 3), 0.001, 0.999)
         result[image.key] = ImagePredictions(all_boxes, scores)
     return result
@@ -192,9 +190,7 @@ def test_edge_cases_match_loop_reference() -> None:
     )
     cases = {
         "duplicates": {("0--Test", "a"): _preds([[10, 10, 20, 20, 0.9], [11, 10, 20, 20, 0.8], [10, 11, 20, 20, 0.7]])},
-        "ignored face hit first then counted": {
-            ("0--Test", "a"): _preds([[200, 200, 5, 5, 0.95], [201, 200, 5, 5, 0.9], [100, 100, 30, 30, 0.3]])
-        },
+        "ignored face hit first then counted": {("0--Test", "a"): _preds([[200, 200, 5, 5, 0.95], [201, 200, 5, 5, 0.9], [100, 100, 30, 30, 0.3]])},
         "all equal scores": {("0--Test", "a"): _preds([[10, 10, 20, 20, 0.5], [300, 300, 9, 9, 0.5]]), ("0--Test", "c"): _preds([[50, 50, 40, 40, 0.5]])},
         "detections on an image without faces": {
             ("0--Test", "b"): _preds([[0, 0, 0, 0, 0.99], [5, 5, 10, 10, 0.98]]),
@@ -247,9 +243,7 @@ def test_setting_without_faces_is_undefined() -> None:
 
 
 def test_subset_ground_truth_evaluates_only_its_images() -> None:
-    gt = GroundTruth(
-        (_image("a", [[10, 10, 20, 20]], easy=[0], medium=[0], hard=[0]), _image("b", [[10, 10, 20, 20]], easy=[0], medium=[0], hard=[0]))
-    )
+    gt = GroundTruth((_image("a", [[10, 10, 20, 20]], easy=[0], medium=[0], hard=[0]), _image("b", [[10, 10, 20, 20]], easy=[0], medium=[0], hard=[0])))
     preds = {("0--Test", "a"): _preds([[10, 10, 20, 20, 0.9]]), ("0--Other", "z"): _preds([[0, 0, 5, 5, 0.1]])}
     assert evaluate(gt, preds).ap["hard"] == pytest.approx(0.5)
     assert evaluate(gt.subset([("0--Test", "a")]), preds).ap["hard"] == pytest.approx(1.0)
@@ -279,7 +273,11 @@ def test_config_from_dict() -> None:
 # Cases: (seed, noise keyword arguments, expected APs). Both the port and safefakes see the same files.
 PORT_REFERENCE_CASES = {
     "heavy noise": (0, {}, {"easy": 0.371582001165926, "medium": 0.463731385664924, "hard": 0.5798387395066428}),
-    "mild noise": (1, {"keep": 0.97, "jitter": 0.05, "false_per_image": 1.0}, {"easy": 0.9366135247656113, "medium": 0.9479218848350512, "hard": 0.9533303149091915}),
+    "mild noise": (
+        1,
+        {"keep": 0.97, "jitter": 0.05, "false_per_image": 1.0},
+        {"easy": 0.9366135247656113, "medium": 0.9479218848350512, "hard": 0.9533303149091915},
+    ),
 }
 
 

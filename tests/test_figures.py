@@ -72,6 +72,22 @@ def test_plot_commands_write_png_and_csv(tmp_path: Path, capsys: pytest.CaptureF
     assert table4.loc[0, "hard"] == pytest.approx(0.8)
     assert fig4_png.stat().st_size > 10_000
 
-    assert main(["plot-fig4", "--detector", "dsfd", "--result", f"blur={tmp_path / 'missing.json'}", "--iterations", "1",
-                 "--out-png", str(fig4_png), "--out-csv", str(fig4_csv)]) == 1
+    assert (
+        main(
+            [
+                "plot-fig4",
+                "--detector",
+                "dsfd",
+                "--result",
+                f"blur={tmp_path / 'missing.json'}",
+                "--iterations",
+                "1",
+                "--out-png",
+                str(fig4_png),
+                "--out-csv",
+                str(fig4_csv),
+            ]
+        )
+        == 1
+    )
     assert "evaluation result not found" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gan_helpers import inside_boxes
 
 from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE, build_anonymizer
 from safefakes.anonymize.gan.ciagan import (
@@ -32,12 +33,19 @@ from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
 
-from gan_helpers import inside_boxes
-
 TINY_MODEL = {
-    "resolution": 16, "generator_base_channels": 4, "generator_max_channels": 8, "bottleneck_blocks": 1, "identity_dense_layers": 2,
-    "identity_hidden_features": 8, "identity_map_channels": 4, "discriminator_base_channels": 4, "discriminator_max_channels": 8,
-    "discriminator_dense_features": 16, "identity_base_channels": 4, "identity_max_channels": 8,
+    "resolution": 16,
+    "generator_base_channels": 4,
+    "generator_max_channels": 8,
+    "bottleneck_blocks": 1,
+    "identity_dense_layers": 2,
+    "identity_hidden_features": 8,
+    "identity_map_channels": 4,
+    "discriminator_base_channels": 4,
+    "discriminator_max_channels": 8,
+    "discriminator_dense_features": 16,
+    "identity_base_channels": 4,
+    "identity_max_channels": 8,
 }
 TINY_TRAIN = {"batch_size": 4, "min_face_size": 12, "log_every": 1, "state_every": 2}
 TINY_HPARAMS = {"model": TINY_MODEL, "train": TINY_TRAIN}
@@ -156,7 +164,11 @@ def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
     count = crops.identity_classes()[1]
     rng, _ = iteration_generators(0, 1)
     batch = make_batch(select_crops(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool)), crops, 1, torch.device("cpu"))
-    generator, discriminator, identifier = CiaganGenerator(hparams.model, count), CiaganDiscriminator(hparams.model), IdentityDiscriminator(hparams.model, count)
+    generator, discriminator, identifier = (
+        CiaganGenerator(hparams.model, count),
+        CiaganDiscriminator(hparams.model),
+        IdentityDiscriminator(hparams.model, count),
+    )
     target = one_hot(torch.arange(8) % count, count)
     adam = lambda m: torch.optim.Adam(m.parameters(), lr=2e-3, betas=(0.5, 0.999))  # noqa: E731
 
@@ -179,7 +191,11 @@ def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
     discriminator.requires_grad_(False)
     identifier.requires_grad_(False)
     classes = target.argmax(1)
-    g = optimize(lambda: generator_loss(discriminator, identifier, generator(batch.real, batch.landmarks, batch.mask, target), batch.landmarks, classes, hparams.loss), generator, "g_loss")
+    g = optimize(
+        lambda: generator_loss(discriminator, identifier, generator(batch.real, batch.landmarks, batch.mask, target), batch.landmarks, classes, hparams.loss),
+        generator,
+        "g_loss",
+    )
     assert np.mean(g[-5:]) < np.mean(g[:5]) - 0.1
 
 
@@ -210,8 +226,23 @@ def test_exact_resume_matches_uninterrupted_run(gan_synth_root: Path, tmp_path: 
 
 
 def test_train_gan_command(gan_synth_root: Path, tmp_path: Path) -> None:
-    args = ["train-gan", "--gan", "ciagan", "--train-set", str(gan_synth_root), "--iterations", "1", "--checkpoints", str(tmp_path / "c"),
-            "--state-dir", str(tmp_path / "s"), "--hparams", json.dumps(TINY_HPARAMS), "--device", "cpu"]
+    args = [
+        "train-gan",
+        "--gan",
+        "ciagan",
+        "--train-set",
+        str(gan_synth_root),
+        "--iterations",
+        "1",
+        "--checkpoints",
+        str(tmp_path / "c"),
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--hparams",
+        json.dumps(TINY_HPARAMS),
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     checkpoint = load_gan_checkpoint(tmp_path / "c" / "iter_1.pt", "ciagan")
     assert checkpoint.hparams.model.resolution == 16 and checkpoint.build_generator().num_identities == checkpoint.generator_config["num_identities"]

@@ -30,8 +30,13 @@ NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR, LEFT_SHOULDER, RIGHT_SHOULDER = 
 #   (photoset, photo, split folder, dlib image, [(x, y, w, h, identity, subset)])
 PIPA_PHOTOS = [
     ("100", "1", "train", "2008_001009.jpg", [(145, 79, 76, 76, 11, 1), (125, 214, 90, 91, 12, 1)]),
-    ("100", "2", "val", "2008_001322.jpg", [(104, 162, 76, 76, 21, 2), (232, 218, 63, 63, 22, 2), (344, 155, 90, 90, 23, 2),
-                                            (10, 10, 60, 60, 24, 1)]),  # foliage, no face; a train head in a val photo
+    (
+        "100",
+        "2",
+        "val",
+        "2008_001322.jpg",
+        [(104, 162, 76, 76, 21, 2), (232, 218, 63, 63, 22, 2), (344, 155, 90, 90, 23, 2), (10, 10, 60, 60, 24, 1)],
+    ),  # foliage, no face; a train head in a val photo
     ("200", "1", "test", "2009_004587.jpg", [(154, 46, 75, 76, 31, 3), (266, 280, 63, 63, 32, 3)]),
     ("300", "1", "leftover", "2008_002506.jpg", [(329, 78, 109, 109, 41, 0)]),
 ]
@@ -208,7 +213,7 @@ def test_identity_folders_are_numbered_by_sorted_name_with_detected_faces(identi
     assert crops.identities.tolist() == [0, 0, 1, 1]  # id01, id01, id10, id10
     assert crops.images.shape == (4, RESOLUTION, RESOLUTION, 3) and crops.source.startswith("identity-folders:")
     assert crops.landmarks[:, :, 2].all() and crops.keypoints[:, :5, 2].all()
-    for x0, y0, x1, y1 in crops.boxes:  # dlib's box is the face, not the whole photo
+    for x0, _y0, x1, _y1 in crops.boxes:  # dlib's box is the face, not the whole photo
         assert abs((x1 - x0) - RESOLUTION / CONTEXT) <= 2 and abs((x0 + x1) / 2 - RESOLUTION / 2) <= 1
     eyes_u = crops.keypoints[:, [RIGHT_EYE, LEFT_EYE], 0]
     assert (eyes_u[:, 0] < eyes_u[:, 1]).all()

@@ -11,10 +11,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from gan_helpers import inside_boxes
 
 from safefakes.anonymize import gan_cli
 from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE, build_anonymizer
 from safefakes.anonymize.gan.crops import block_boxes, context_square, keypoints_in_crop, make_face_crop, paste_inside_box
+from safefakes.anonymize.gan.cropsets import fdf_crop_set, load_crop_set, select_crops
 from safefakes.anonymize.gan.deepprivacy import (
     DeepPrivacyDiscriminator,
     DeepPrivacyGenerator,
@@ -23,9 +25,8 @@ from safefakes.anonymize.gan.deepprivacy import (
     generator_loss,
     pose_maps,
 )
-from safefakes.anonymize.gan.keypoints import build_keypoint_source, match_people_to_faces, size_bin
-from safefakes.anonymize.gan.cropsets import fdf_crop_set, load_crop_set, select_crops
 from safefakes.anonymize.gan.deepprivacy_training import DeepPrivacyHparams, ProgressiveSchedule, make_batch
+from safefakes.anonymize.gan.keypoints import build_keypoint_source, match_people_to_faces, size_bin
 from safefakes.anonymize.gan.training import (
     GanTrainRequest,
     iteration_generators,
@@ -36,8 +37,6 @@ from safefakes.anonymize.gan.training import (
 from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
-
-from gan_helpers import inside_boxes
 
 TINY_MODEL = {"resolution": 16, "max_channels": 16, "min_channels": 8, "full_width_until": 8, "latent_channels": 4}
 TINY_TRAIN = {"batch_size": 4, "transition_images": 8, "stabilization_images": 8, "min_face_size": 12, "log_every": 1, "state_every": 2}
@@ -126,7 +125,19 @@ def test_shapes_at_every_stage_and_variants_build() -> None:
 def test_progressive_schedule() -> None:
     schedule = ProgressiveSchedule((8, 16, 32), transition_iterations=2, stabilization_iterations=3)
     assert [schedule.at(i) for i in range(1, 14)] == [
-        (8, 1.0), (8, 1.0), (8, 1.0), (16, 0.5), (16, 1.0), (16, 1.0), (16, 1.0), (16, 1.0), (32, 0.5), (32, 1.0), (32, 1.0), (32, 1.0), (32, 1.0)
+        (8, 1.0),
+        (8, 1.0),
+        (8, 1.0),
+        (16, 0.5),
+        (16, 1.0),
+        (16, 1.0),
+        (16, 1.0),
+        (16, 1.0),
+        (32, 0.5),
+        (32, 1.0),
+        (32, 1.0),
+        (32, 1.0),
+        (32, 1.0),
     ]
 
 
@@ -168,7 +179,9 @@ def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
 
 
 def _request(tmp: Path, train_set: Path, iterations: tuple[int, ...], name: str) -> GanTrainRequest:
-    return GanTrainRequest("deepprivacy", train_set, tmp / name / "ckpt", tmp / name / "state", {"model": TINY_MODEL, "train": TINY_TRAIN}, iterations, 3, "cpu")
+    return GanTrainRequest(
+        "deepprivacy", train_set, tmp / name / "ckpt", tmp / name / "state", {"model": TINY_MODEL, "train": TINY_TRAIN}, iterations, 3, "cpu"
+    )
 
 
 def test_exact_resume_matches_uninterrupted_run(gan_synth_root: Path, tmp_path: Path) -> None:
@@ -192,9 +205,43 @@ def test_train_gan_command(gan_synth_root: Path, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     gan_cli.register(parser.add_subparsers(dest="command"))
     hparams = json.dumps({"model": TINY_MODEL, "train": TINY_TRAIN})
-    args = parser.parse_args(["train-gan", "--gan", "deepprivacy", "--train-set", str(gan_synth_root), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s"), "--hparams", hparams, "--device", "cpu"])
+    args = parser.parse_args(
+        [
+            "train-gan",
+            "--gan",
+            "deepprivacy",
+            "--train-set",
+            str(gan_synth_root),
+            "--iterations",
+            "2",
+            "--checkpoints",
+            str(tmp_path / "c"),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--hparams",
+            hparams,
+            "--device",
+            "cpu",
+        ]
+    )
     assert args.func(args) == 0 and (tmp_path / "c" / "iter_2.pt").is_file()
-    bad = parser.parse_args(["train-gan", "--gan", "deepprivacy", "--train-set", str(tmp_path), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s"), "--hparams", "{\"oops\": 1}"])
+    bad = parser.parse_args(
+        [
+            "train-gan",
+            "--gan",
+            "deepprivacy",
+            "--train-set",
+            str(tmp_path),
+            "--iterations",
+            "2",
+            "--checkpoints",
+            str(tmp_path / "c"),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--hparams",
+            '{"oops": 1}',
+        ]
+    )
     with pytest.raises(SafefakesError, match="oops"):
         bad.func(bad)
 
@@ -255,7 +302,21 @@ def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_pa
 
 
 def test_anonymize_command_is_deterministic(gan_synth_root: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    common = ["anonymize", "--method", "deepprivacy", "--checkpoint", str(tiny_checkpoint), "--wider-root", str(gan_synth_root), "--split", "train", "--seed", "2", "--param", "device=cpu"]
+    common = [
+        "anonymize",
+        "--method",
+        "deepprivacy",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--wider-root",
+        str(gan_synth_root),
+        "--split",
+        "train",
+        "--seed",
+        "2",
+        "--param",
+        "device=cpu",
+    ]
     assert main([*common, "--out", str(tmp_path / "a")]) == 0
     assert main([*common, "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / "WIDER_train").rglob("*.jpg"))
@@ -264,4 +325,21 @@ def test_anonymize_command_is_deterministic(gan_synth_root: Path, tiny_checkpoin
     assert counts["faces_anonymized"] > 0 and all(k.startswith("kp=dataset,size=") for k in counts["face_details"])
     assert sum(counts["face_details"].values()) == counts["faces_anonymized"]
     assert main(["anonymize", "--method", "deepprivacy", "--wider-root", str(gan_synth_root), "--split", "train", "--out", str(tmp_path / "c")]) == 1
-    assert main(["anonymize", "--method", "blur", "--checkpoint", str(tiny_checkpoint), "--wider-root", str(gan_synth_root), "--split", "train", "--out", str(tmp_path / "c")]) == 1
+    assert (
+        main(
+            [
+                "anonymize",
+                "--method",
+                "blur",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--wider-root",
+                str(gan_synth_root),
+                "--split",
+                "train",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 1
+    )

@@ -97,8 +97,19 @@ def test_fig1_panels_show_each_method(roots: dict[str, Path]) -> None:
 
 def test_plot_fig1_command(roots: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "fig1.png"
-    args = ["plot-fig1", "--original", str(roots["original"]), "--result", f"blackout={roots['blackout']}",
-            "--result", f"pixelate={roots['pixelate']}", "--faces", "2", "--out-png", str(out)]
+    args = [
+        "plot-fig1",
+        "--original",
+        str(roots["original"]),
+        "--result",
+        f"blackout={roots['blackout']}",
+        "--result",
+        f"pixelate={roots['pixelate']}",
+        "--faces",
+        "2",
+        "--out-png",
+        str(out),
+    ]
     assert main(args) == 0
     assert out.read_bytes()[:8] == PNG_SIGNATURE and out.stat().st_size > 10_000
 
@@ -110,8 +121,7 @@ def test_plot_fig1_command(roots: dict[str, Path], tmp_path: Path, capsys: pytes
     broken = tmp_path / "broken"
     shutil.copytree(roots["blackout"], broken)
     WiderLayout(broken).image_path("train", name).unlink()
-    assert main(["plot-fig1", "--original", str(roots["original"]), "--result", f"blackout={broken}",
-                 "--image", name, "--out-png", str(out)]) == 1
+    assert main(["plot-fig1", "--original", str(roots["original"]), "--result", f"blackout={broken}", "--image", name, "--out-png", str(out)]) == 1
     error = capsys.readouterr().err
     assert "blackout: image not found" in error and name in error
 
@@ -120,11 +130,21 @@ def test_plot_fig1_command(roots: dict[str, Path], tmp_path: Path, capsys: pytes
 
 
 def test_plot_fig7_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["plot-fig7", "--detector", "dsfd",
-            "--result", f"original={_write_ap(tmp_path / 'o.json', 0.95, 0.93, 0.85)}",
-            "--result", f"PIPA 38k={_write_ap(tmp_path / 'p.json', 0.87, 0.85, 0.80)}",
-            "--result", f"FDF 100k={_write_ap(tmp_path / 'f.json', 0.90, 0.89, 0.83)}",
-            "--faces", "PIPA 38k=38k", "--faces", "FDF 100k=100000"]
+    args = [
+        "plot-fig7",
+        "--detector",
+        "dsfd",
+        "--result",
+        f"original={_write_ap(tmp_path / 'o.json', 0.95, 0.93, 0.85)}",
+        "--result",
+        f"PIPA 38k={_write_ap(tmp_path / 'p.json', 0.87, 0.85, 0.80)}",
+        "--result",
+        f"FDF 100k={_write_ap(tmp_path / 'f.json', 0.90, 0.89, 0.83)}",
+        "--faces",
+        "PIPA 38k=38k",
+        "--faces",
+        "FDF 100k=100000",
+    ]
     png, csv = tmp_path / "fig7.png", tmp_path / "fig7.csv"
     assert main([*args, "--out-png", str(png), "--out-csv", str(csv)]) == 0
     table = pd.read_csv(csv)
@@ -142,12 +162,23 @@ def test_plot_fig7_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_plot_fig9_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png, csv = tmp_path / "fig9.png", tmp_path / "fig9.csv"
-    args = ["plot-fig9", "--detector", "dsfd",
-            "--result", f"40M={_write_ap(tmp_path / 'd40.json', 0.93, 0.91, 0.82)}",
-            "--result", f"800k={_write_ap(tmp_path / 'd08.json', 0.70, 0.75, 0.72)}",
-            "--result", f"4M={_write_ap(tmp_path / 'd4.json', 0.85, 0.86, 0.79)}",
-            "--reference", f"original={_write_ap(tmp_path / 'o.json', 0.95, 0.93, 0.85)}",
-            "--out-png", str(png), "--out-csv", str(csv)]
+    args = [
+        "plot-fig9",
+        "--detector",
+        "dsfd",
+        "--result",
+        f"40M={_write_ap(tmp_path / 'd40.json', 0.93, 0.91, 0.82)}",
+        "--result",
+        f"800k={_write_ap(tmp_path / 'd08.json', 0.70, 0.75, 0.72)}",
+        "--result",
+        f"4M={_write_ap(tmp_path / 'd4.json', 0.85, 0.86, 0.79)}",
+        "--reference",
+        f"original={_write_ap(tmp_path / 'o.json', 0.95, 0.93, 0.85)}",
+        "--out-png",
+        str(png),
+        "--out-csv",
+        str(csv),
+    ]
     assert main(args) == 0
     table = pd.read_csv(csv)
     assert list(table["iterations"]) == [800_000, 4_000_000, 40_000_000]
@@ -179,10 +210,17 @@ def test_face_detail_parsing_and_bins() -> None:
 
 
 def test_keypoint_coverage_table(tmp_path: Path) -> None:
-    ciagan = _write_manifest(tmp_path / "c.json", {
-        "kp=dataset,size=20-50": 3, "kp=dlib,size=20-50": 1, "kp=none,size=>=100": 2,
-        "kp=none,size=50-100,fallback=blackout": 1, "kp=dlib,size=50-100": 3,
-    }, {"below_min_face_size": 4, "outside_image": 1})
+    ciagan = _write_manifest(
+        tmp_path / "c.json",
+        {
+            "kp=dataset,size=20-50": 3,
+            "kp=dlib,size=20-50": 1,
+            "kp=none,size=>=100": 2,
+            "kp=none,size=50-100,fallback=blackout": 1,
+            "kp=dlib,size=50-100": 3,
+        },
+        {"below_min_face_size": 4, "outside_image": 1},
+    )
     deepprivacy = _write_manifest(tmp_path / "d.json", {"kp=dataset,size=10-20": 5}, {"below_min_face_size": 2}, min_face_size=15)
     table = coverage_table([("ciagan", ciagan), ("deepprivacy", deepprivacy)])
     assert list(table.columns) == ["method", "size_bin", "source", "faces", "share", "kp_sources"]

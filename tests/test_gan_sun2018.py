@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gan_helpers import inside_boxes
 
 from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE, build_anonymizer
 from safefakes.anonymize.gan.cropsets import load_crop_set, select_crops
@@ -32,8 +33,6 @@ from safefakes.anonymize.gan.training import GanTrainRequest, iteration_generato
 from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
-
-from gan_helpers import inside_boxes
 
 TINY_MODEL = {"resolution": 16, "base_channels": 8, "max_channels": 16, "landmark_hidden": 32, "discriminator_channels": 8}
 TINY_TRAIN = {"batch_size": 4, "min_face_size": 12, "log_every": 1, "state_every": 2}
@@ -193,7 +192,19 @@ def test_exact_resume_matches_uninterrupted_run(gan_synth_root: Path, tmp_path: 
 
 def test_train_gan_command(gan_synth_root: Path, tmp_path: Path) -> None:
     hparams = json.dumps({"model": TINY_MODEL, "train": TINY_TRAIN})
-    common = ["train-gan", "--gan", "sun2018", "--train-set", str(gan_synth_root), "--iterations", "2", "--checkpoints", str(tmp_path / "c"), "--state-dir", str(tmp_path / "s")]
+    common = [
+        "train-gan",
+        "--gan",
+        "sun2018",
+        "--train-set",
+        str(gan_synth_root),
+        "--iterations",
+        "2",
+        "--checkpoints",
+        str(tmp_path / "c"),
+        "--state-dir",
+        str(tmp_path / "s"),
+    ]
     assert main([*common, "--hparams", hparams, "--device", "cpu"]) == 0
     checkpoint = load_gan_checkpoint(tmp_path / "c" / "iter_2.pt", "sun2018")
     assert checkpoint.iteration == 2 and isinstance(checkpoint.build_generator(), Sun2018Generator)

@@ -15,9 +15,9 @@ import scipy.linalg
 import scipy.stats
 
 from safefakes.cli import main
+from safefakes.common import weights
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import read_bbx_gt, write_bbx_gt
-from safefakes.common import weights
 from safefakes.evaluate import correlation, image_metrics
 from safefakes.evaluate.image_metrics import (
     MetricsConfig,

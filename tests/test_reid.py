@@ -14,10 +14,10 @@ from scipy.stats import norm
 
 from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
+from safefakes.data.identities import IdentitySample, load_identities
 from safefakes.data.wider import FaceBox, FaceExtras, ImageAnnotation, write_bbx_gt, write_extras
 from safefakes.evaluate import reid
 from safefakes.evaluate.face_descriptors import DescriptorConfig, FaceDescriptorModel
-from safefakes.data.identities import IdentitySample, load_identities
 from safefakes.evaluate.reid import Acquisition, ReidConfig
 from safefakes.plots.privacy import pareto_front
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from test_workflow import PROJECT_ROOT, TINY_CONFIG, _snakemake
 
 SLURM_PROFILE = PROJECT_ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -33,14 +32,25 @@ KILL_TIMEOUT_S = 240
 #: The demo's slim Faster R-CNN on 128-px images; a state every 2 iterations.
 HPARAMS = {
     "model": {
-        "min_size": IMAGE_SIZE, "max_size": IMAGE_SIZE, "width_per_group": 16, "fpn_channels": 32, "box_representation_size": 64,
-        "rpn_pre_nms_top_n_train": 100, "rpn_post_nms_top_n_train": 50, "rpn_pre_nms_top_n_test": 100,
-        "rpn_post_nms_top_n_test": 50, "box_batch_size_per_image": 32, "box_detections_per_img": 50,
+        "min_size": IMAGE_SIZE,
+        "max_size": IMAGE_SIZE,
+        "width_per_group": 16,
+        "fpn_channels": 32,
+        "box_representation_size": 64,
+        "rpn_pre_nms_top_n_train": 100,
+        "rpn_post_nms_top_n_train": 50,
+        "rpn_pre_nms_top_n_test": 100,
+        "rpn_post_nms_top_n_test": 50,
+        "box_batch_size_per_image": 32,
+        "box_detections_per_img": 50,
     },
     "augment": {"output_size": IMAGE_SIZE},
     "train": {
-        "batch_size": 2, "num_workers": 0, "state_every": STATE_EVERY,
-        "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.0001}, "schedule": {"name": "constant"},
+        "batch_size": 2,
+        "num_workers": 0,
+        "state_every": STATE_EVERY,
+        "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.0001},
+        "schedule": {"name": "constant"},
     },
 }
 
@@ -53,9 +63,26 @@ def _env() -> dict[str, str]:
 def train_command(root: Path, out: Path) -> list[str]:
     """`safefakes train` as the train_detector rule runs it, writing into ``out``."""
     return [
-        str(Path(sys.executable).parent / "safefakes"), "train", "--detector", DETECTOR, "--wider-root", str(root), "--split", "train",
-        "--hparams", json.dumps(HPARAMS), "--iterations", *map(str, CHECKPOINT_ITERATIONS),
-        "--checkpoints", str(out / "models"), "--state-dir", str(out / "train_state"), "--seed", str(SEED), "--device", "cpu",
+        str(Path(sys.executable).parent / "safefakes"),
+        "train",
+        "--detector",
+        DETECTOR,
+        "--wider-root",
+        str(root),
+        "--split",
+        "train",
+        "--hparams",
+        json.dumps(HPARAMS),
+        "--iterations",
+        *map(str, CHECKPOINT_ITERATIONS),
+        "--checkpoints",
+        str(out / "models"),
+        "--state-dir",
+        str(out / "train_state"),
+        "--seed",
+        str(SEED),
+        "--device",
+        "cpu",
     ]
 
 
@@ -76,9 +103,24 @@ def final_weights(out: Path) -> dict[str, torch.Tensor]:
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("resume") / "synthetic"
     subprocess.run(
-        [str(Path(sys.executable).parent / "safefakes"), "synth", "--out", str(root), "--images", "6", "--val-images", "2",
-         "--image-width", str(IMAGE_SIZE), "--seed", "3"],
-        env=_env(), check=True, capture_output=True, timeout=120,
+        [
+            str(Path(sys.executable).parent / "safefakes"),
+            "synth",
+            "--out",
+            str(root),
+            "--images",
+            "6",
+            "--val-images",
+            "2",
+            "--image-width",
+            str(IMAGE_SIZE),
+            "--seed",
+            "3",
+        ],
+        env=_env(),
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     return root
 

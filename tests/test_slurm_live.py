@@ -17,10 +17,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import slurm_local
 import torch
 import yaml
-
-import slurm_local
 from test_workflow import PROJECT_ROOT, SNAKEFILE, TINY_CONFIG, _snakemake
 
 pytestmark = pytest.mark.slow
@@ -41,8 +40,12 @@ CONCURRENT_SLURM_JOBS = 4
 THREADS = ("train_detector=1", "predict_val=1", "anonymize_train=1")
 #: The profile's cluster-sized requests, scaled down to the 2-core test node.
 SMALL_RESOURCES = (
-    "train_detector:cpus_per_task=1", "predict_val:cpus_per_task=1", "anonymize_train:cpus_per_task=1",
-    "train_detector:mem_mb=2000", "predict_val:mem_mb=2000", "image_metrics:mem_mb=2000",
+    "train_detector:cpus_per_task=1",
+    "predict_val:cpus_per_task=1",
+    "anonymize_train:cpus_per_task=1",
+    "train_detector:mem_mb=2000",
+    "predict_val:mem_mb=2000",
+    "image_metrics:mem_mb=2000",
 )
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S*/rule_([^/]+)/\S*)\)")
 
@@ -80,12 +83,36 @@ def run_through_slurm(workdir: Path, config: dict, cluster: slurm_local.LocalClu
     bin_dir = Path(sys.executable).parent
     env = {**cluster.env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "SAFEFAKES_NO_PROGRESS": "1"}
     command = [
-        "timeout", "-s", "INT", "-k", "10", str(SNAKEMAKE_TIMEOUT_S),
-        str(bin_dir / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(workdir), "--configfile", str(config_path),
-        "--workflow-profile", str(SLURM_PROFILE), "--executor", "slurm", "--jobs", str(CONCURRENT_SLURM_JOBS),
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs",
-        "--default-resources", f"slurm_partition={cluster.partition}",
-        "--set-threads", *THREADS, "--set-resources", *SMALL_RESOURCES,
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "10",
+        str(SNAKEMAKE_TIMEOUT_S),
+        str(bin_dir / "snakemake"),
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config_path),
+        "--workflow-profile",
+        str(SLURM_PROFILE),
+        "--executor",
+        "slurm",
+        "--jobs",
+        str(CONCURRENT_SLURM_JOBS),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--slurm-keep-successful-logs",
+        "--default-resources",
+        f"slurm_partition={cluster.partition}",
+        "--set-threads",
+        *THREADS,
+        "--set-resources",
+        *SMALL_RESOURCES,
     ]
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S + 30)
 
@@ -141,9 +168,7 @@ def test_tiny_dag_through_live_slurm_equals_local_run(tmp_path: Path) -> None:
 
     with ExitStack() as stack, concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         # The local reference builds only the compared files, alongside the cluster run (it mostly polls).
-        local_run = pool.submit(
-            _snakemake, local_dir, config, "--cores", "1", *compared, "--workflow-profile", "none", "--set-threads", *THREADS
-        )
+        local_run = pool.submit(_snakemake, local_dir, config, "--cores", "1", *compared, "--workflow-profile", "none", "--set-threads", *THREADS)
         try:
             cluster = stack.enter_context(slurm_local.running_cluster(PARTITION, FAKE_GPUS))
         except slurm_local.SlurmUnavailable as error:

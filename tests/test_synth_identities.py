@@ -76,7 +76,11 @@ def test_spread_pushes_geometry_apart_and_keeps_faces_plausible() -> None:
         assert face.eye_spacing + face.eye_width < 1.0  # eyes inside the head outline
         assert face.mouth_y - face.lip_fullness > face.eye_height + face.nose_length  # mouth below the nose
         assert face.jaw_width <= 1.0
-        assert (face.skin_rgb, face.hair_style, face.beard) == (pool[face.identity_id].skin_rgb, pool[face.identity_id].hair_style, pool[face.identity_id].beard)
+        assert (face.skin_rgb, face.hair_style, face.beard) == (
+            pool[face.identity_id].skin_rgb,
+            pool[face.identity_id].hair_style,
+            pool[face.identity_id].beard,
+        )
 
 
 def test_bad_arguments_are_user_errors(tmp_path: Path) -> None:

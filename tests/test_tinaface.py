@@ -294,10 +294,7 @@ def test_augmentation_is_deterministic_and_photometric_changes_colours() -> None
     second = transform(image, faces, np.random.default_rng(7))
     assert first[0].tobytes() == second[0].tobytes() and np.array_equal(first[1], second[1])
     plain = TinaFaceTrainTransform(TinaFaceAugmentConfig(output_size=96, photometric_probability=0.0))
-    changed = sum(
-        not np.array_equal(transform(image, faces, np.random.default_rng(s))[0], plain(image, faces, np.random.default_rng(s))[0])
-        for s in range(10)
-    )
+    changed = sum(not np.array_equal(transform(image, faces, np.random.default_rng(s))[0], plain(image, faces, np.random.default_rng(s))[0]) for s in range(10))
     assert changed >= 5
     empty_image, empty_boxes = transform(image, np.zeros((0, 4), np.float32), np.random.default_rng(1))
     assert empty_image.shape == (96, 96, 3) and empty_boxes.shape == (0, 4)

@@ -165,7 +165,13 @@ def test_whole_dag_on_a_tiny_config(tmp_path: Path) -> None:
     fig4 = pd.read_csv(results / "figures" / "fig4_faster_rcnn.csv")
     assert sorted(fig4["method"]) == ["blackout", "deepprivacy", "original"]
     # Fig. 9's last point is the Fig. 4 checkpoint: its dataset is reused, not made twice.
-    assert sorted(p.name for p in (results / "anonymized").iterdir()) == ["blackout", "deepprivacy", "deepprivacy-synth-2", "deepprivacy-synth_few-4", "original"]
+    assert sorted(p.name for p in (results / "anonymized").iterdir()) == [
+        "blackout",
+        "deepprivacy",
+        "deepprivacy-synth-2",
+        "deepprivacy-synth_few-4",
+        "original",
+    ]
     assert sorted(pd.read_csv(results / "figures" / "fig9_faster_rcnn.csv")["iterations"]) == [2, 4]
     assert list(pd.read_csv(results / "figures" / "fig7_faster_rcnn.csv")["label"]) == ["original", "synth_few", "synth"]
     gan_log = (results / "gans" / "deepprivacy" / "synth" / "train_log.csv").read_text().splitlines()

@@ -220,9 +220,7 @@ def _load_tasks(layout: WiderLayout, split: str) -> tuple[list[ImageAnnotation],
     for annotation in annotations:
         faces_extras = (extras or {}).get(annotation.name)
         if faces_extras is not None and len(faces_extras) != len(annotation.faces):
-            raise SafefakesError(
-                f"{extras_path}: image {annotation.name!r} has {len(faces_extras)} extras entries for {len(annotation.faces)} valid boxes"
-            )
+            raise SafefakesError(f"{extras_path}: image {annotation.name!r} has {len(faces_extras)} extras entries for {len(annotation.faces)} valid boxes")
     return annotations, extras
 
 
@@ -256,7 +254,9 @@ def _run_batches(job: AnonymizeJob, init_args: tuple[Any, ...], batches: Iterato
             yield from results
 
 
-def _copy_annotation_files(layout: WiderLayout, target: WiderLayout, split: str, kept: list[ImageAnnotation], all_kept: bool, extras: Mapping[str, list[FaceExtras]] | None) -> list[str]:
+def _copy_annotation_files(
+    layout: WiderLayout, target: WiderLayout, split: str, kept: list[ImageAnnotation], all_kept: bool, extras: Mapping[str, list[FaceExtras]] | None
+) -> list[str]:
     """Copy ``wider_face_split/`` and ``ground_truth/``; filter the split's files to the images written.
 
     Returns the files not copied (the split's ``.mat`` annotation when images were left out, since it
@@ -285,7 +285,14 @@ def _copy_annotation_files(layout: WiderLayout, target: WiderLayout, split: str,
     return not_copied
 
 
-def _manifest(job: AnonymizeJob, anonymizer: FaceAnonymizer, annotations: Sequence[ImageAnnotation], results: Sequence[ImageResult], not_copied: list[str], wall_time: float) -> dict[str, Any]:
+def _manifest(
+    job: AnonymizeJob,
+    anonymizer: FaceAnonymizer,
+    annotations: Sequence[ImageAnnotation],
+    results: Sequence[ImageResult],
+    not_copied: list[str],
+    wall_time: float,
+) -> dict[str, Any]:
     """The run's record: settings, counts and per-image failures (in annotation order)."""
     faces_per_image = {a.name: len(a.faces) for a in annotations}
     faces_skipped: Counter[str] = Counter()
@@ -340,7 +347,9 @@ def anonymize_dataset(job: AnonymizeJob) -> dict[str, Any]:
             for result in progress(stream, desc=f"anonymize {job.method}", total=len(annotations), unit="img"):
                 if not result.written and job.on_bad_image == "error":
                     detail = f": {result.failure_detail}" if result.failure_detail else ""
-                    raise SafefakesError(f"{layout.image_path(job.split, result.name)}: {result.failure_reason}{detail} (use --on-bad-image skip to leave it out)")
+                    raise SafefakesError(
+                        f"{layout.image_path(job.split, result.name)}: {result.failure_reason}{detail} (use --on-bad-image skip to leave it out)"
+                    )
                 results.append(result)
         finally:
             stream.close()  # stops a worker pool at once when the loop ends early

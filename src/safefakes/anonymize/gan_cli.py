@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-gan",
         help="train a GAN face anonymizer on face crops (resumable, checkpoints at several iterations)",
         description=(
-            "Train GAN on TRAIN_SET (a synthetic WIDER FACE root, an FDF folder, a PIPA folder or CelebA-style identity folders) and write CHECKPOINTS/iter_N.pt for "
+            "Train GAN on TRAIN_SET (a synthetic WIDER FACE root, an FDF folder, a PIPA folder or CelebA-style identity folders) "
+            "and write CHECKPOINTS/iter_N.pt for "
             "every N of --iterations plus CHECKPOINTS/train_log.csv. The resumable state lives in STATE_DIR; run the "
             "same command again after a kill to continue where it stopped."
         ),
@@ -45,7 +46,9 @@ def run_train_gan(args: argparse.Namespace) -> int:
         raise SafefakesError(f"--hparams is not valid JSON: {error}") from None
     if not isinstance(hparams, dict):
         raise SafefakesError("--hparams must be a JSON object")
-    request = GanTrainRequest(args.gan, args.train_set, args.checkpoints, args.state_dir, hparams, tuple(args.iterations), args.seed, args.device, args.max_faces)
+    request = GanTrainRequest(
+        args.gan, args.train_set, args.checkpoints, args.state_dir, hparams, tuple(args.iterations), args.seed, args.device, args.max_faces
+    )
     paths = train_gan(request)
     print(f"{args.gan}: checkpoints {', '.join(str(p) for p in paths)}")
     return 0

@@ -146,7 +146,12 @@ def save_state(path: Path, objects: Any, iteration: int, fingerprint: str, state
 
 
 def try_resume(
-    path: Path, objects: Any, fingerprint: str, device: torch.device, checkpoints: Mapping[int, Path], state_format: str = STATE_FORMAT,
+    path: Path,
+    objects: Any,
+    fingerprint: str,
+    device: torch.device,
+    checkpoints: Mapping[int, Path],
+    state_format: str = STATE_FORMAT,
     stop_iteration: int | None = None,
 ) -> int:
     """Load the state at ``path`` into the dataclass ``objects`` and return its iteration; 0 when there is none to resume.
@@ -185,5 +190,3 @@ def check_iterations(requested: Sequence[int]) -> tuple[int, ...]:
     if any(n < 1 for n in iterations):
         raise SafefakesError(f"--iterations must be positive, got {list(requested)}")
     return iterations
-
-

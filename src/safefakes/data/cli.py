@@ -23,8 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     synth.add_argument("--val-images", type=int, default=None, help="validation images (default: 20%% of --images)")
     synth.add_argument("--image-width", type=int, default=None, help="image width in px; faces scale with it (default 1024)")
-    synth.add_argument("--crop-full-scene", action="store_true",
-                       help="each image is a crop of a 1024-px-wide scene: faces keep WIDER's absolute sizes")
+    synth.add_argument("--crop-full-scene", action="store_true", help="each image is a crop of a 1024-px-wide scene: faces keep WIDER's absolute sizes")
     synth.add_argument("--workers", type=int, default=1, help="rendering processes (the output does not depend on them)")
     synth.add_argument("--config-json", default=None, help="SynthConfig settings as a JSON object (the config.yaml section)")
     synth.set_defaults(func=_run_synth)
@@ -52,8 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument("--out", required=True, type=Path, help="dataset root (official layout)")
     fetch.add_argument("--archive", action="append", default=[], metavar="NAME=URL", help="an archive to fetch (repeatable)")
     fetch.add_argument("--checksum", action="append", default=[], metavar="NAME=ALGO:HEX", help="expected digest (md5, sha1, sha256)")
-    fetch.add_argument("--member", action="append", default=[], metavar="NAME=SRC:DEST",
-                       help="unpack only archive folder SRC, into ROOT/DEST (repeatable; default: everything as is)")
+    fetch.add_argument(
+        "--member",
+        action="append",
+        default=[],
+        metavar="NAME=SRC:DEST",
+        help="unpack only archive folder SRC, into ROOT/DEST (repeatable; default: everything as is)",
+    )
     fetch.add_argument("--spec", type=Path, default=None, help="JSON list of {name, url, checksum, members} instead of the flags")
     fetch.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives in ROOT/.downloads")
     fetch.set_defaults(func=_run_fetch)

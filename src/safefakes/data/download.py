@@ -130,7 +130,7 @@ def _local_source(url: str) -> Path | None:
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme == "file":
         return Path(urllib.request.url2pathname(parsed.path))
-    if parsed.scheme in ("", ) or (len(parsed.scheme) == 1 and os.name == "nt"):
+    if parsed.scheme in ("",) or (len(parsed.scheme) == 1 and os.name == "nt"):
         return Path(url)
     return None
 
@@ -154,8 +154,7 @@ def download(url: str, destination: Path, *, desc: str) -> None:
                 raise SafefakesError(f"cannot download {url}: {error}") from None
             length = source.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-        with source, open(partial, "wb") as out, tqdm(total=total, desc=desc, unit="B", unit_scale=True,
-                                                       disable=disable, mininterval=1.0) as bar:
+        with source, open(partial, "wb") as out, tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=disable, mininterval=1.0) as bar:
             try:
                 for chunk in iter(lambda: source.read(CHUNK_BYTES), b""):
                     out.write(chunk)
@@ -187,7 +186,7 @@ def _map_member(name: str, members: Sequence[tuple[str, str]]) -> PurePosixPath 
     for src, dest in members:
         prefix = src.strip("/")
         if text == prefix or text.startswith(prefix + "/") or not prefix:
-            rest = text[len(prefix):].lstrip("/") if prefix else text
+            rest = text[len(prefix) :].lstrip("/") if prefix else text
             return PurePosixPath(dest.strip("/")) / rest if rest else PurePosixPath(dest.strip("/"))
     return None
 

@@ -83,8 +83,7 @@ class GroundTruth:
         offsets = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64))).astype(np.int64)
         boxes = np.concatenate([image.boxes for image in self.images]) if self.images else np.zeros((0, 4))
         counted = {
-            setting: (np.concatenate([image.counted[setting] for image in self.images]) if self.images else np.zeros(0, dtype=bool))
-            for setting in DIFFICULTIES
+            setting: (np.concatenate([image.counted[setting] for image in self.images]) if self.images else np.zeros(0, dtype=bool)) for setting in DIFFICULTIES
         }
         return StackedGroundTruth(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), offsets, counted)
 
@@ -260,9 +259,7 @@ def _common_variables(annotations: Sequence[ImageAnnotation], groups: Mapping[st
         "face_bbx_list": _column_cells([_column_cells([_image_boxes(annotations[i]) for i in groups[e]]) for e in events]),
     }
     for attribute, key in zip(ATTRIBUTE_FIELDS, LABEL_KEYS):
-        variables[key] = _column_cells(
-            [_column_cells([_image_labels(annotations[i], attribute) for i in groups[e]]) for e in events]
-        )
+        variables[key] = _column_cells([_column_cells([_image_labels(annotations[i], attribute) for i in groups[e]]) for e in events])
     return variables
 
 
@@ -317,12 +314,7 @@ def write_ground_truth(
     common = {name: _variable_record(name, value) for name, value in _common_variables(annotations, groups).items()}
     files = {ALL_FACES_FILE: _mat_bytes(common)}
     for setting in DIFFICULTIES:
-        gt_list = _column_cells(
-            [
-                _column_cells([_image_gt_list(annotations[i], difficulty[setting][i], setting) for i in groups[event]])
-                for event in groups
-            ]
-        )
+        gt_list = _column_cells([_column_cells([_image_gt_list(annotations[i], difficulty[setting][i], setting) for i in groups[event]]) for event in groups])
         files[setting_file(setting)] = _mat_bytes({**common, "gt_list": _variable_record("gt_list", gt_list)})
     gt_dir.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():

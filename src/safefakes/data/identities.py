@@ -102,7 +102,11 @@ def read_synthetic_identities(root: Path, split: str = "train") -> list[Identity
     for annotation in annotations:
         for index, (face, extra) in enumerate(zip(annotation.faces, extras.get(annotation.name, []))):
             if extra.identity is not None:
-                samples.append(IdentitySample(f"{annotation.name}#{index}", layout.image_path(split, annotation.name), str(extra.identity), (face.x, face.y, face.w, face.h)))
+                samples.append(
+                    IdentitySample(
+                        f"{annotation.name}#{index}", layout.image_path(split, annotation.name), str(extra.identity), (face.x, face.y, face.w, face.h)
+                    )
+                )
     return samples
 
 

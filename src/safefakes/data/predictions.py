@@ -124,7 +124,11 @@ def _warn_missing(pred_dir: Path, missing: list[tuple[str, str]], total: int) ->
     more = f" and {len(missing) - MISSING_NAMES_SHOWN} more" if len(missing) > MISSING_NAMES_SHOWN else ""
     LOGGER.warning(
         "%d of %d prediction files missing under %s (counted as no detections): %s%s",
-        len(missing), total, pred_dir, shown, more,
+        len(missing),
+        total,
+        pred_dir,
+        shown,
+        more,
     )
 
 

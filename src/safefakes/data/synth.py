@@ -297,8 +297,7 @@ class _Person:
     occluder: bool
 
 
-def _plan_people(rng: np.random.Generator, seed: int, event: EventStyle, width: int, height: int,
-                 config: SynthConfig) -> tuple[EventStyle, list[_Person]]:
+def _plan_people(rng: np.random.Generator, seed: int, event: EventStyle, width: int, height: int, config: SynthConfig) -> tuple[EventStyle, list[_Person]]:
     """Choose identities, poses, sizes and non-overlapping positions, smallest (farthest) first.
 
     Sizes follow the full scene's crowd; a crop keeps a random part of its faces (see ``crop_full_scene``).
@@ -308,8 +307,13 @@ def _plan_people(rng: np.random.Generator, seed: int, event: EventStyle, width: 
     boxes: list[tuple[float, float, float, float]] = []
     for size_ref in sizes:
         identity = identity_for(seed, int(rng.integers(config.identity_pool)))
-        appearance = sample_appearance(rng, yaw_sigma_deg=config.yaw_sigma_deg, roll_sigma_deg=config.roll_sigma_deg,
-                                       p_exaggerated=config.p_exaggerated, extreme_light=bool(rng.random() < config.p_extreme_light))
+        appearance = sample_appearance(
+            rng,
+            yaw_sigma_deg=config.yaw_sigma_deg,
+            roll_sigma_deg=config.roll_sigma_deg,
+            p_exaggerated=config.p_exaggerated,
+            extreme_light=bool(rng.random() < config.p_extreme_light),
+        )
         appearance = _sample_pose(rng, config, appearance)
         unit = pixels_per_unit(identity, float(size_ref) * config.scale)
         invalid = bool(rng.random() < config.p_invalid)
@@ -317,8 +321,11 @@ def _plan_people(rng: np.random.Generator, seed: int, event: EventStyle, width: 
         occluder = invalid or bool(rng.random() < config.p_occluder)
         for _ in range(config.placement_tries):
             placement = Placement(
-                centre_x=float(rng.uniform(0, width)), centre_y=float(rng.uniform(0, height)), pixels_per_unit=unit,
-                yaw_rad=float(np.deg2rad(appearance.yaw_deg)), roll_rad=float(np.deg2rad(appearance.roll_deg)),
+                centre_x=float(rng.uniform(0, width)),
+                centre_y=float(rng.uniform(0, height)),
+                pixels_per_unit=unit,
+                yaw_rad=float(np.deg2rad(appearance.yaw_deg)),
+                roll_rad=float(np.deg2rad(appearance.roll_deg)),
             )
             box = face_box(identity, placement)
             inside = box[0] >= 0 and box[1] >= 0 and box[2] <= width - 1 and box[3] <= height - 1
@@ -468,14 +475,19 @@ def _annotate(person: _Person, face: RenderedFace, owner: np.ndarray, label: int
         occlusion = max(occlusion, 1)
     pose = int(abs(person.appearance.yaw_deg) >= config.atypical_yaw_deg or abs(person.appearance.roll_deg) >= config.atypical_roll_deg)
     box = FaceBox(
-        x=int(np.floor(x0)), y=int(np.floor(y0)), w=max(1, int(np.ceil(x1)) - int(np.floor(x0))),
+        x=int(np.floor(x0)),
+        y=int(np.floor(y0)),
+        w=max(1, int(np.ceil(x1)) - int(np.floor(x0))),
         h=max(1, int(np.ceil(y1)) - int(np.floor(y0))),
-        blur=person.blur, expression=int(person.appearance.exaggerated), illumination=int(abs(person.appearance.light - 1.0) > 0.5),
-        invalid=int(person.invalid), occlusion=occlusion, pose=pose,
+        blur=person.blur,
+        expression=int(person.appearance.exaggerated),
+        illumination=int(abs(person.appearance.light - 1.0) > 0.5),
+        invalid=int(person.invalid),
+        occlusion=occlusion,
+        pose=pose,
     )
     rounded = np.round(face.keypoints7[:, :2], 2).tolist()
-    keypoints = [[x, y, int(v > 0 and _visible(owner, point, label))]
-                 for (x, y), v, point in zip(rounded, face.keypoints7[:, 2], face.keypoints7[:, :2])]
+    keypoints = [[x, y, int(v > 0 and _visible(owner, point, label))] for (x, y), v, point in zip(rounded, face.keypoints7[:, 2], face.keypoints7[:, :2])]
     landmarks = np.round(face.landmarks68, 2).tolist()
     extras = FaceExtras(identity=person.identity.identity_id, keypoints7=keypoints, landmarks68=landmarks)
     return SynthFace(box=box, extras=extras, difficulty=difficulty_of(box, config))
@@ -546,8 +558,9 @@ def _write_ground_truth(root: Path, images: Sequence[SynthImage]) -> None:
     write_ground_truth(WiderLayout(root).ground_truth_dir, _annotations(images), difficulty_lists(images))
 
 
-def synthesize(out_root: str | os.PathLike[str], n_images: int, seed: int, *, val_images: int | None = None,
-               config: SynthConfig | None = None, workers: int = 1) -> dict[str, int]:
+def synthesize(
+    out_root: str | os.PathLike[str], n_images: int, seed: int, *, val_images: int | None = None, config: SynthConfig | None = None, workers: int = 1
+) -> dict[str, int]:
     """Write a complete synthetic WIDER FACE at ``out_root`` (replaced atomically). Returns image and face counts.
 
     ``workers`` processes render in parallel; the output does not depend on their number.

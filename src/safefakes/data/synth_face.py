@@ -118,8 +118,7 @@ class Appearance:
     exaggerated: bool
 
 
-def sample_appearance(rng: np.random.Generator, *, yaw_sigma_deg: float, roll_sigma_deg: float,
-                      p_exaggerated: float, extreme_light: bool) -> Appearance:
+def sample_appearance(rng: np.random.Generator, *, yaw_sigma_deg: float, roll_sigma_deg: float, p_exaggerated: float, extreme_light: bool) -> Appearance:
     """Draw a pose, an expression and lighting for one face."""
     yaw = float(np.clip(rng.normal(0.0, yaw_sigma_deg), -85.0, 85.0))
     roll = float(np.clip(rng.normal(0.0, roll_sigma_deg), -60.0, 60.0))
@@ -139,9 +138,16 @@ def sample_appearance(rng: np.random.Generator, *, yaw_sigma_deg: float, roll_si
         light = rng.uniform(0.72, 1.15)
     clothing = rng.uniform(10, 245, size=3)
     return Appearance(
-        yaw_deg=yaw, roll_deg=roll, mouth_open=float(mouth_open), smile=float(smile), brow_raise=float(brow_raise),
-        eye_openness=float(eye_openness), light=float(light), shade=float(rng.uniform(0.0, 0.3)),
-        clothing_rgb=tuple(float(v) for v in clothing), exaggerated=exaggerated,
+        yaw_deg=yaw,
+        roll_deg=roll,
+        mouth_open=float(mouth_open),
+        smile=float(smile),
+        brow_raise=float(brow_raise),
+        eye_openness=float(eye_openness),
+        light=float(light),
+        shade=float(rng.uniform(0.0, 0.3)),
+        clothing_rgb=tuple(float(v) for v in clothing),
+        exaggerated=exaggerated,
     )
 
 
@@ -413,20 +419,21 @@ def render_face(canvas: np.ndarray, identity: Identity, appearance: Appearance, 
     ear_facing = placement.facing(ears_unit * np.array([0.6, 1.0, 1.0]))
     ears_visible = (ear_facing > -0.55).astype(float)
     shoulders = placement.project(shoulder_points(identity))
-    keypoints = np.array([
-        [*landmarks[30], float(facing[30] > -0.2)],
-        [*landmarks[42:48].mean(axis=0), eyes_visible[0]],
-        [*landmarks[36:42].mean(axis=0), eyes_visible[1]],
-        [*placement.project(ears_unit[:1] * np.array([1.0, 1.0, 0.0]))[0], ears_visible[0]],
-        [*placement.project(ears_unit[1:] * np.array([1.0, 1.0, 0.0]))[0], ears_visible[1]],
-        [*shoulders[0], 1.0],
-        [*shoulders[1], 1.0],
-    ])
+    keypoints = np.array(
+        [
+            [*landmarks[30], float(facing[30] > -0.2)],
+            [*landmarks[42:48].mean(axis=0), eyes_visible[0]],
+            [*landmarks[36:42].mean(axis=0), eyes_visible[1]],
+            [*placement.project(ears_unit[:1] * np.array([1.0, 1.0, 0.0]))[0], ears_visible[0]],
+            [*placement.project(ears_unit[1:] * np.array([1.0, 1.0, 0.0]))[0], ears_visible[1]],
+            [*shoulders[0], 1.0],
+            [*shoulders[1], 1.0],
+        ]
+    )
     x0, y0, x1, y1 = face_box(identity, placement)
     nose = landmarks[27:36]  # a turned face's nose can stick out of the head outline; the box covers it
     box = (min(x0, float(nose[:, 0].min())), min(y0, float(nose[:, 1].min())), max(x1, float(nose[:, 0].max())), max(y1, float(nose[:, 1].max())))
-    return RenderedFace(box=box, landmarks68=landmarks, keypoints7=keypoints,
-                        head_polygon=head, body_polygon=torso)
+    return RenderedFace(box=box, landmarks68=landmarks, keypoints7=keypoints, head_polygon=head, body_polygon=torso)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -470,8 +477,7 @@ def _shade_far_side(canvas: np.ndarray, identity: Identity, appearance: Appearan
 _UNIT_CIRCLE_12 = np.stack([np.cos(np.linspace(0, 2 * np.pi, 12, endpoint=False)), np.sin(np.linspace(0, 2 * np.pi, 12, endpoint=False))], axis=1)
 
 
-def _draw_features(canvas: np.ndarray, identity: Identity, appearance: Appearance, lm: np.ndarray, facing: np.ndarray,
-                   line: int, light: float) -> None:
+def _draw_features(canvas: np.ndarray, identity: Identity, appearance: Appearance, lm: np.ndarray, facing: np.ndarray, line: int, light: float) -> None:
     """Eyes, brows, nose and mouth from the projected landmarks; parts turned away are skipped."""
     brow_colour = _bgr(identity.hair_rgb, light * 0.9)
     for eye, brow in ((slice(36, 42), slice(17, 22)), (slice(42, 48), slice(22, 27))):

@@ -33,9 +33,17 @@ _PHOTO_STREAM = 7
 IDENTITY_CSV = "identities.csv"
 #: Ranges of Identity.sample's uniform geometry parameters (synth_face.py); the spread stretches about their middle.
 GEOMETRY_RANGES: dict[str, tuple[float, float]] = {
-    "head_aspect": (1.18, 1.42), "jaw_width": (0.62, 0.95), "eye_spacing": (0.34, 0.46), "eye_width": (0.15, 0.21),
-    "brow_offset": (0.17, 0.27), "brow_thickness": (0.05, 0.1), "nose_length": (0.42, 0.6), "nose_width": (0.15, 0.24),
-    "mouth_width": (0.26, 0.4), "lip_fullness": (0.05, 0.11), "ear_size": (0.2, 0.3),
+    "head_aspect": (1.18, 1.42),
+    "jaw_width": (0.62, 0.95),
+    "eye_spacing": (0.34, 0.46),
+    "eye_width": (0.15, 0.21),
+    "brow_offset": (0.17, 0.27),
+    "brow_thickness": (0.05, 0.1),
+    "nose_length": (0.42, 0.6),
+    "nose_width": (0.15, 0.24),
+    "mouth_width": (0.26, 0.4),
+    "lip_fullness": (0.05, 0.11),
+    "ear_size": (0.2, 0.3),
 }
 #: Parameters Identity.sample draws relative to the head aspect (value / head_aspect lies in the range).
 RELATIVE_GEOMETRY_RANGES: dict[str, tuple[float, float]] = {"eye_height": (-0.3, -0.16), "mouth_y": (0.5, 0.62)}
@@ -131,12 +139,14 @@ def render_identity_photo(seed: int, identity_id: int, photo: int, config: Synth
     rng = photo_rng(seed, identity_id, photo)
     side = config.size_px
     canvas = background(side, side, rng, config.background_light)
-    appearance = sample_appearance(rng, yaw_sigma_deg=config.yaw_sigma_deg, roll_sigma_deg=config.roll_sigma_deg,
-                                   p_exaggerated=config.p_exaggerated, extreme_light=False)
+    appearance = sample_appearance(
+        rng, yaw_sigma_deg=config.yaw_sigma_deg, roll_sigma_deg=config.roll_sigma_deg, p_exaggerated=config.p_exaggerated, extreme_light=False
+    )
     scale = 1.0 + rng.uniform(-config.scale_jitter, config.scale_jitter)
     centre = side * (np.array([0.5, config.head_centre_y]) + rng.uniform(-config.centre_jitter, config.centre_jitter, size=2))
-    placement = Placement(float(centre[0]), float(centre[1]), side * config.head_half_width * scale,
-                          float(np.radians(appearance.yaw_deg)), float(np.radians(appearance.roll_deg)))
+    placement = Placement(
+        float(centre[0]), float(centre[1]), side * config.head_half_width * scale, float(np.radians(appearance.yaw_deg)), float(np.radians(appearance.roll_deg))
+    )
     face = render_face(canvas, identity, appearance, placement)
     x0, y0, x1, y1 = (float(v) for v in face.box)
     x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
@@ -151,8 +161,9 @@ def _encode_png(image: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def synthesize_identities(out_root: str | os.PathLike[str], n_identities: int, photos_per_identity: int, seed: int,
-                          config: SynthIdentitiesConfig | None = None) -> dict[str, int]:
+def synthesize_identities(
+    out_root: str | os.PathLike[str], n_identities: int, photos_per_identity: int, seed: int, config: SynthIdentitiesConfig | None = None
+) -> dict[str, int]:
     """Write ``n_identities`` x ``photos_per_identity`` portraits and ``identities.csv`` into ``out_root`` atomically."""
     config = config or SynthIdentitiesConfig()
     if n_identities < 2 or photos_per_identity < 2:
@@ -183,4 +194,3 @@ __all__ = [
     "render_identity_photo",
     "synthesize_identities",
 ]
-

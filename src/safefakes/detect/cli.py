@@ -75,12 +75,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--hparams", help="hyper-parameter overrides: inline JSON or a JSON/YAML file (sections model, augment, train, predict)")
     train.add_argument("--checkpoints", required=True, help="folder for iter_N.pt checkpoints and train_log.csv")
     train.add_argument(
-        "--iterations", type=int, nargs="+", metavar="N",
+        "--iterations",
+        type=int,
+        nargs="+",
+        metavar="N",
         help="write a checkpoint after each of these iterations; trains up to the largest (default: train.epochs epochs)",
     )
     train.add_argument("--state-dir", required=True, help="folder of the resumable training state")
     train.add_argument(
-        "--run-length", type=int, default=None, metavar="N",
+        "--run-length",
+        type=int,
+        default=None,
+        metavar="N",
         help="the whole run's length when this call stops early at a checkpoint (the learning-rate schedule and the "
         "run's identity use it, so a later call with larger --iterations resumes this one's state); default: the largest --iterations",
     )
@@ -98,5 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--split", default="val", choices=("train", "val"), help="split to predict (default: val)")
     predict.add_argument("--out", required=True, help="prediction folder (replaced atomically)")
     predict.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: CUDA when available")
-    predict.add_argument("--hparams", help="overrides of the predict section: inline JSON or a file ({...}, or a mapping of sections whose predict part is used)")
+    predict.add_argument(
+        "--hparams", help="overrides of the predict section: inline JSON or a file ({...}, or a mapping of sections whose predict part is used)"
+    )
     predict.set_defaults(func=_predict)

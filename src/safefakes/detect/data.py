@@ -156,13 +156,8 @@ def collate_detection(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[l
     return images, boxes
 
 
-def to_model_inputs(
-    images: list[torch.Tensor], boxes: list[torch.Tensor], device: torch.device
-) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+def to_model_inputs(images: list[torch.Tensor], boxes: list[torch.Tensor], device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """uint8 images and boxes -> the model contract: float RGB in ``[0, 1]`` and target dicts (label 1 = face)."""
     float_images = [image.to(device, non_blocking=True).float().div_(255.0) for image in images]
-    targets = [
-        {"boxes": b.to(device, non_blocking=True), "labels": torch.ones(len(b), dtype=torch.int64, device=device)}
-        for b in boxes
-    ]
+    targets = [{"boxes": b.to(device, non_blocking=True), "labels": torch.ones(len(b), dtype=torch.int64, device=device)} for b in boxes]
     return float_images, targets

@@ -9,9 +9,7 @@ import torch
 from torchvision.ops import box_convert, box_iou
 
 
-def level_anchors(
-    feature_size: tuple[int, int], stride: int, anchor_size: float, aspect_ratio: float
-) -> torch.Tensor:
+def level_anchors(feature_size: tuple[int, int], stride: int, anchor_size: float, aspect_ratio: float) -> torch.Tensor:
     """Anchors ``[h*w, 4]`` (``x1 y1 x2 y2`` pixels) of one level, row-major over the feature map.
 
     Each location gets one anchor centred on its cell, of area ``anchor_size**2`` and

@@ -82,9 +82,7 @@ def face_sizes(boxes: np.ndarray) -> np.ndarray:
     return np.sqrt(wh[:, 0] * wh[:, 1])
 
 
-def crop_and_resize(
-    image: np.ndarray, boxes: np.ndarray, window: CropWindow, output_size: int, fill: tuple[int, int, int]
-) -> tuple[np.ndarray, np.ndarray]:
+def crop_and_resize(image: np.ndarray, boxes: np.ndarray, window: CropWindow, output_size: int, fill: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Cut ``window`` (padding with ``fill`` outside the image), resize it to ``output_size`` squared, move the boxes.
 
     Boxes are mapped with the exact transform applied to the pixels; they are not filtered here.
@@ -139,9 +137,7 @@ def window_origin(face_lo: float, face_hi: float, side: float, image_extent: int
     return float(rng.uniform(low, high)) if high > low else float(low)
 
 
-def choose_anchor_sample(
-    boxes: np.ndarray, image_shape: tuple[int, int], config: DSFDAugmentConfig, rng: np.random.Generator
-) -> AnchorSample | None:
+def choose_anchor_sample(boxes: np.ndarray, image_shape: tuple[int, int], config: DSFDAugmentConfig, rng: np.random.Generator) -> AnchorSample | None:
     """PyramidBox data-anchor-sampling: pick a face, a target anchor and the window that gives that size.
 
     With ``i`` the anchor nearest to the face size, the target anchor is uniform over
@@ -229,9 +225,7 @@ class DSFDTrainTransform:
     def __init__(self, config: DSFDAugmentConfig) -> None:
         self.config = config
 
-    def choose_window(
-        self, boxes: np.ndarray, image_shape: tuple[int, int], rng: np.random.Generator
-    ) -> tuple[CropWindow, AnchorSample | None]:
+    def choose_window(self, boxes: np.ndarray, image_shape: tuple[int, int], rng: np.random.Generator) -> tuple[CropWindow, AnchorSample | None]:
         """Data-anchor-sampling with its probability (when there is a face), else an SSD-style crop."""
         if rng.random() < self.config.data_anchor_sampling_prob:
             sample = choose_anchor_sample(boxes, image_shape, self.config, rng)

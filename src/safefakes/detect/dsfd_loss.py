@@ -21,9 +21,7 @@ class ShotLoss:
     regression: torch.Tensor
 
 
-def match_batch(
-    faces: list[torch.Tensor], anchors: torch.Tensor, positive_iou: float, variances: tuple[float, float]
-) -> tuple[torch.Tensor, torch.Tensor]:
+def match_batch(faces: list[torch.Tensor], anchors: torch.Tensor, positive_iou: float, variances: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Class targets ``[B, A]`` (0 background, 1 face) and regression targets ``[B, A, 4]`` of a batch."""
     labels = []
     offsets = []

@@ -34,13 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weights, ResNet101_Weights
+from torchvision.models import resnet as torchvision_resnet
 from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Weights
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models import resnet as torchvision_resnet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from safefakes.common.errors import SafefakesError
 from safefakes.detect.hparams import PredictConfig, TrainConfig
@@ -148,7 +148,11 @@ def _pretrained_state(config: FasterRcnnConfig) -> tuple[str, dict[str, torch.Te
         url = IMAGENET_WEIGHTS[config.backbone].url
     path = cached_weights_file(url)
     if path is None:
-        LOGGER.info("faster_rcnn: no %s weights in the torch hub cache (%s); training from scratch", config.pretrained, Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name)
+        LOGGER.info(
+            "faster_rcnn: no %s weights in the torch hub cache (%s); training from scratch",
+            config.pretrained,
+            Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name,
+        )
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     if config.pretrained == "imagenet":
@@ -231,7 +235,9 @@ def build_faster_rcnn(raw_config: Mapping[str, Any]) -> FasterRCNN:
     if pretrained:
         description, state = pretrained
         loaded, skipped = _load_matching(model, state)
-        LOGGER.info("faster_rcnn: using %s (%d tensors loaded, %d skipped), %s, %d trainable backbone layers", description, loaded, skipped, norm_name, trainable_layers)
+        LOGGER.info(
+            "faster_rcnn: using %s (%d tensors loaded, %d skipped), %s, %d trainable backbone layers", description, loaded, skipped, norm_name, trainable_layers
+        )
     else:
         LOGGER.info("faster_rcnn: no pretrained weights used; backbone from scratch with %s, all layers trainable", norm_name)
     return model

@@ -20,16 +20,16 @@ from torch import nn
 from torchvision.ops import clip_boxes_to_image, nms, remove_small_boxes
 
 from safefakes.common.errors import SafefakesError
-from safefakes.common.run_state import select_device
 from safefakes.common.io import atomic_directory
 from safefakes.common.progress import progress
+from safefakes.common.run_state import select_device
+from safefakes.data.predictions import write_predictions
 from safefakes.data.wider import WiderLayout, load_split
 from safefakes.detect.data import read_image_rgb
 from safefakes.detect.hparams import PredictConfig, deep_merge
 from safefakes.detect.registry import get_detector
 from safefakes.detect.train import load_checkpoint
 from safefakes.detect.transforms import resize_by_factor
-from safefakes.data.predictions import write_predictions
 
 LOGGER = logging.getLogger(__name__)
 

@@ -43,10 +43,10 @@ class DetectorSpec:
     """
 
     name: str
-    build_model: Callable[[Mapping[str, Any]], "nn.Module"]
+    build_model: Callable[[Mapping[str, Any]], nn.Module]
     build_train_transform: Callable[[Mapping[str, Any]], TrainTransform]
     paper_hparams: Mapping[str, Any]
-    configure_inference: Callable[["nn.Module", Mapping[str, Any]], "nn.Module"] | None = None
+    configure_inference: Callable[[nn.Module, Mapping[str, Any]], nn.Module] | None = None
 
 
 #: ``{detector}`` wildcard value -> ``module:attribute`` holding its :class:`DetectorSpec`.

@@ -22,9 +22,7 @@ def base_anchors(stride: int, config: TinaFaceModelConfig) -> torch.Tensor:
     Sizes are ``stride * octave_base_scale * 2**(i / scales_per_octave)`` and each ratio is ``height / width``;
     the order is ratio-major, scale-minor (mmdet's ``scale_major``).
     """
-    scales = config.anchor_octave_base_scale * 2.0 ** (
-        torch.arange(config.anchor_scales_per_octave, dtype=torch.float64) / config.anchor_scales_per_octave
-    )
+    scales = config.anchor_octave_base_scale * 2.0 ** (torch.arange(config.anchor_scales_per_octave, dtype=torch.float64) / config.anchor_scales_per_octave)
     ratios = torch.tensor(config.anchor_ratios, dtype=torch.float64)
     height_factors = ratios.sqrt()
     widths = (stride * scales[None, :] / height_factors[:, None]).reshape(-1)
@@ -36,9 +34,7 @@ def base_anchors(stride: int, config: TinaFaceModelConfig) -> torch.Tensor:
 
 def grid_anchors(stride: int, height: int, width: int, config: TinaFaceModelConfig) -> torch.Tensor:
     """All ``[height * width * A, 4]`` anchors of a feature map, ordered row, column, anchor (the head's order)."""
-    shift_y, shift_x = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32) * stride, torch.arange(width, dtype=torch.float32) * stride, indexing="ij"
-    )
+    shift_y, shift_x = torch.meshgrid(torch.arange(height, dtype=torch.float32) * stride, torch.arange(width, dtype=torch.float32) * stride, indexing="ij")
     shifts = torch.stack([shift_x, shift_y, shift_x, shift_y], dim=-1).reshape(-1, 1, 4)
     return (shifts + base_anchors(stride, config)[None]).reshape(-1, 4)
 
@@ -56,17 +52,12 @@ class AnchorGrid:
         """One ``[H * W * A, 4]`` anchor tensor per level for the given ``(H, W)`` feature sizes."""
         key = (tuple(feature_sizes), device)
         if key != self._key:
-            self._anchors = [
-                grid_anchors(stride, h, w, self.config).to(device)
-                for stride, (h, w) in zip(self.config.strides, feature_sizes)
-            ]
+            self._anchors = [grid_anchors(stride, h, w, self.config).to(device) for stride, (h, w) in zip(self.config.strides, feature_sizes)]
             self._key = key
         return self._anchors
 
 
-def decode_boxes(
-    anchors: torch.Tensor, deltas: torch.Tensor, config: TinaFaceModelConfig, image_size: tuple[int, int] | None = None
-) -> torch.Tensor:
+def decode_boxes(anchors: torch.Tensor, deltas: torch.Tensor, config: TinaFaceModelConfig, image_size: tuple[int, int] | None = None) -> torch.Tensor:
     """Boxes ``x1 y1 x2 y2`` from anchors and predicted ``(dx, dy, dw, dh)`` deltas (mmdet ``DeltaXYWHBBoxCoder``).
 
     Deltas are scaled by the coder's standard deviations, ``dw, dh`` clamped, and the boxes clipped to

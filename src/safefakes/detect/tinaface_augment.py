@@ -35,9 +35,7 @@ def centres_inside(boxes: np.ndarray, patch: np.ndarray) -> np.ndarray:
     return (centres > patch[:2]).all(axis=1) & (centres < patch[2:]).all(axis=1)
 
 
-def choose_square_crop(
-    image_size: tuple[int, int], boxes: np.ndarray, config: TinaFaceAugmentConfig, rng: np.random.Generator
-) -> np.ndarray:
+def choose_square_crop(image_size: tuple[int, int], boxes: np.ndarray, config: TinaFaceAugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """A square patch ``[x1, y1, x2, y2]`` of side ``choice * short side``, retried until it holds a face centre."""
     height, width = image_size
     side = max(1, int(rng.choice(config.crop_choices) * min(height, width)))
@@ -115,9 +113,7 @@ class TinaFaceTrainTransform:
     def __init__(self, config: TinaFaceAugmentConfig) -> None:
         self.config = config
 
-    def __call__(
-        self, image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Augment one RGB uint8 image and its ``[N, 4]`` face boxes; returns a square uint8 image and float32 boxes."""
         config = self.config
         faces = drop_small_faces(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), config.min_face_size)

@@ -58,9 +58,7 @@ class DeformableConv3x3(nn.Module):
         return deform_conv2d(features, self.offset(features), self.weight, stride=self.stride, padding=1)
 
 
-def _bottleneck_stage(
-    in_channels: int, planes: int, blocks: int, stride: int, norm: NormFactory, deformable: bool
-) -> tuple[nn.Sequential, int]:
+def _bottleneck_stage(in_channels: int, planes: int, blocks: int, stride: int, norm: NormFactory, deformable: bool) -> tuple[nn.Sequential, int]:
     """One ResNet stage of torchvision ``Bottleneck`` blocks (stride on the 3x3 conv); returns it and its output width."""
     out_channels = planes * Bottleneck.expansion
     layers = []
@@ -68,9 +66,7 @@ def _bottleneck_stage(
         block_stride = stride if index == 0 else 1
         downsample = None
         if index == 0 and (block_stride != 1 or in_channels != out_channels):
-            downsample = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=block_stride, bias=False), norm(out_channels)
-            )
+            downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=block_stride, bias=False), norm(out_channels))
         block = Bottleneck(in_channels, planes, stride=block_stride, downsample=downsample, norm_layer=norm)
         if deformable:
             block.conv2 = DeformableConv3x3(planes, planes, stride=block_stride)
@@ -154,8 +150,7 @@ def maybe_load_imagenet_weights(backbone: ResNetBackbone, config: TinaFaceModelC
     checkpoint = find_cached_imagenet_checkpoint()
     if checkpoint is None:
         LOGGER.warning(
-            "TinaFace backbone: no torchvision ResNet-50 ImageNet checkpoint in %s/checkpoints; training from scratch "
-            "(place %s there to use it)",
+            "TinaFace backbone: no torchvision ResNet-50 ImageNet checkpoint in %s/checkpoints; training from scratch (place %s there to use it)",
             torch.hub.get_dir(),
             IMAGENET_CHECKPOINT_URLS[0].rsplit("/", 1)[-1],
         )
@@ -163,4 +158,3 @@ def maybe_load_imagenet_weights(backbone: ResNetBackbone, config: TinaFaceModelC
     copied = load_imagenet_weights(backbone, checkpoint)
     LOGGER.info("TinaFace backbone: loaded %d ImageNet tensors from %s", copied, checkpoint)
     return checkpoint
-

@@ -48,12 +48,8 @@ class IoUAwareHead(nn.Module):
     def __init__(self, channels: int, anchors_per_location: int, config: TinaFaceModelConfig, norm: NormFactory) -> None:
         super().__init__()
         self.anchors_per_location = anchors_per_location
-        self.class_tower = nn.Sequential(
-            *(conv_norm(channels, channels, 3, norm, relu=True) for _ in range(config.head_stacked_convs))
-        )
-        self.box_tower = nn.Sequential(
-            *(conv_norm(channels, channels, 3, norm, relu=True) for _ in range(config.head_stacked_convs))
-        )
+        self.class_tower = nn.Sequential(*(conv_norm(channels, channels, 3, norm, relu=True) for _ in range(config.head_stacked_convs)))
+        self.box_tower = nn.Sequential(*(conv_norm(channels, channels, 3, norm, relu=True) for _ in range(config.head_stacked_convs)))
         self.class_logits = nn.Conv2d(channels, anchors_per_location, 3, padding=1)
         self.box_deltas = nn.Conv2d(channels, anchors_per_location * 4, 3, padding=1)
         self.iou_logits = nn.Conv2d(channels, anchors_per_location, 3, padding=1)
@@ -215,9 +211,7 @@ class TinaFace(nn.Module):
             predicted = decode_boxes(anchors[anchor_index], outputs.box_deltas[image_index, anchor_index], config)
             box_loss = distance_box_iou_loss(predicted, matched_faces, reduction="sum")
             iou_target = aligned_iou(predicted.detach(), matched_faces)
-            iou_loss = F.binary_cross_entropy_with_logits(
-                outputs.iou_logits[image_index, anchor_index], iou_target, reduction="sum"
-            )
+            iou_loss = F.binary_cross_entropy_with_logits(outputs.iou_logits[image_index, anchor_index], iou_target, reduction="sum")
         else:
             box_loss = outputs.box_deltas.sum() * 0.0
             iou_loss = outputs.iou_logits.sum() * 0.0
@@ -228,9 +222,7 @@ class TinaFace(nn.Module):
         }
 
     # ----------------------------------------------------------------- inference
-    def postprocess(
-        self, outputs: HeadOutputs, anchors: torch.Tensor, prepared: PreparedBatch, index: int
-    ) -> dict[str, torch.Tensor]:
+    def postprocess(self, outputs: HeadOutputs, anchors: torch.Tensor, prepared: PreparedBatch, index: int) -> dict[str, torch.Tensor]:
         """Detections of image ``index`` in its input pixels: IoU-aware scores, decoding, filters, NMS."""
         inference = self.inference
         alpha = inference.score_alpha

@@ -15,9 +15,7 @@ from torchvision.ops import Conv2dNormActivation
 from safefakes.detect.tinaface_backbone import NormFactory
 
 
-def conv_norm(
-    in_channels: int, out_channels: int, kernel_size: int, norm: NormFactory, *, stride: int = 1, relu: bool = False
-) -> Conv2dNormActivation:
+def conv_norm(in_channels: int, out_channels: int, kernel_size: int, norm: NormFactory, *, stride: int = 1, relu: bool = False) -> Conv2dNormActivation:
     """Convolution (no bias) + normalization, optionally followed by ReLU."""
     return Conv2dNormActivation(
         in_channels,

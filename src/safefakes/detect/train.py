@@ -145,9 +145,7 @@ class TrainingObjects:
     scaler: torch.amp.GradScaler
 
 
-def make_loader(
-    dataset: AugmentedDataset, config: TrainConfig, seed: int, start: int, stop: int, device: torch.device
-) -> DataLoader:
+def make_loader(dataset: AugmentedDataset, config: TrainConfig, seed: int, start: int, stop: int, device: torch.device) -> DataLoader:
     """The data loader of iterations ``start .. stop - 1`` (worker processes and pinned memory as configured)."""
     sampler = StreamBatchSampler(len(dataset), config.batch_size, seed, start, stop)
     # Its own generator: a DataLoader iterator otherwise draws a seed from the global torch RNG,
@@ -179,7 +177,13 @@ def train(request: TrainRequest) -> list[Path]:
         raise SafefakesError(f"--run-length {run_length} is shorter than the last checkpoint ({total})")
     LOGGER.info(
         "training %s on %d images of %s (%s), %d iterations (%.2f epochs), checkpoints at %s",
-        request.detector, len(base), request.wider_root, request.split, total, total / iterations_per_epoch, list(checkpoints),
+        request.detector,
+        len(base),
+        request.wider_root,
+        request.split,
+        total,
+        total / iterations_per_epoch,
+        list(checkpoints),
     )
 
     seed_everything(request.seed)

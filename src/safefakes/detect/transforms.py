@@ -68,9 +68,7 @@ def resize(image: np.ndarray, boxes: np.ndarray, width: int, height: int, interp
     """Resize the image to ``width x height`` pixels and scale the boxes accordingly."""
     source_height, source_width = image.shape[:2]
     resized = cv2.resize(image, (int(width), int(height)), interpolation=interpolation)
-    scaled = as_boxes(boxes) * np.array(
-        [width / source_width, height / source_height, width / source_width, height / source_height], dtype=np.float32
-    )
+    scaled = as_boxes(boxes) * np.array([width / source_width, height / source_height, width / source_width, height / source_height], dtype=np.float32)
     return resized, scaled
 
 
@@ -114,9 +112,7 @@ def photometric_distortion(
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def expand(
-    image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_ratio: float, fill: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray]:
+def expand(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, max_ratio: float, fill: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Zoom out: place the image at a random spot of a canvas up to ``max_ratio`` times larger, filled with ``fill``."""
     height, width = image.shape[:2]
     ratio = rng.uniform(1.0, max_ratio)
@@ -205,9 +201,7 @@ def build_ssd_style_transform(config: SsdStyleAugmentConfig) -> Step:
     def transform(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         boxes = as_boxes(boxes)
         if rng.random() < config.photometric_probability:
-            image = photometric_distortion(
-                image, rng, config.brightness_delta, config.contrast_range, config.saturation_range, config.hue_delta
-            )
+            image = photometric_distortion(image, rng, config.brightness_delta, config.contrast_range, config.saturation_range, config.hue_delta)
         if rng.random() < config.expand_probability:
             image, boxes = expand(image, boxes, rng, config.expand_max_ratio, config.fill_rgb)
         if rng.random() < config.crop_probability:

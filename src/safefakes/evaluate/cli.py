@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Evaluate WIDER FACE predictions (<PRED_DIR>/<event>/<image>.txt, lines 'x y w h score') against the "
             "official validation ground truth (wider_face_val.mat and wider_{easy,medium,hard}_val.mat), exactly as "
-            "the official eval_tools do. The last line on stdout is {\"easy\": AP, \"medium\": AP, \"hard\": AP}. "
+            'the official eval_tools do. The last line on stdout is {"easy": AP, "medium": AP, "hard": AP}. '
             "Only the images of the ground truth are evaluated; a missing prediction file means no detections."
         ),
     )
@@ -65,7 +65,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(ground_truth, predictions, config)
     LOGGER.info(
         "evaluated %d detections on %d images in %.2f s; faces easy/medium/hard: %s",
-        result.num_predictions, result.num_images, time.perf_counter() - started,
+        result.num_predictions,
+        result.num_images,
+        time.perf_counter() - started,
         "/".join(str(result.face_counts[s]) for s in ("easy", "medium", "hard")),
     )
     summary = result.summary()

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from safefakes.common.errors import SafefakesError
-from safefakes.data.wider import DIFFICULTIES
 from safefakes.common.io import atomic_write_text
+from safefakes.data.wider import DIFFICULTIES
 
 #: Table II's columns, in order.
 GROUPS = ("All", "GAN", "Conventional")
@@ -57,7 +57,9 @@ def metric_values(result: dict) -> dict[str, float]:
 def build_method_table(methods: Sequence[str], metric_results: Sequence[dict], ap_results: Sequence[dict]) -> pd.DataFrame:
     """One row per method: every metric and ``map``."""
     if not (len(methods) == len(metric_results) == len(ap_results)):
-        raise SafefakesError(f"need one metrics file and one AP file per method: got {len(methods)} methods, {len(metric_results)} metrics files, {len(ap_results)} AP files")
+        raise SafefakesError(
+            f"need one metrics file and one AP file per method: got {len(methods)} methods, {len(metric_results)} metrics files, {len(ap_results)} AP files"
+        )
     if len(set(methods)) != len(methods):
         raise SafefakesError("method names must be unique")
     rows = []

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from safefakes.common.errors import SafefakesError
-from safefakes.data.identities import Box
 from safefakes.common.weights import dlib_model_file
+from safefakes.data.identities import Box
 
 DESCRIPTOR_DIM = 128
 DETECTORS = ("hog", "cnn")
@@ -52,7 +52,6 @@ def _dataclass_from_dict(cls: type, values: dict[str, Any] | None) -> Any:
     if unknown:
         raise SafefakesError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return cls(**values)
-
 
 
 class FaceDescriptorModel:

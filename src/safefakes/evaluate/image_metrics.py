@@ -29,9 +29,9 @@ from skimage.metrics import structural_similarity
 
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
+from safefakes.common.weights import METRIC_WEIGHTS, metric_weights_status, require_weight
 from safefakes.data.wider import FaceBox, WiderLayout, load_split
 from safefakes.evaluate.face_descriptors import DescriptorConfig, FaceDescriptorModel, _dataclass_from_dict
-from safefakes.common.weights import METRIC_WEIGHTS, metric_weights_status, require_weight
 
 ALL_METRICS = ("l1", "l2", "ssim", "fid_face", "lpips", "fid")
 #: Metrics whose names in the output need a label so nobody mistakes them for the paper's metric.

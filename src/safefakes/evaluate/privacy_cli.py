@@ -73,7 +73,13 @@ def _run_metrics(args: argparse.Namespace) -> int:
     from safefakes.evaluate.image_metrics import MetricsConfig, compute_image_metrics
 
     result = compute_image_metrics(
-        args.original, args.anonymized, args.split, _comma_list(args.metrics), MetricsConfig.from_dict(_config_json(args.config)), args.max_faces, args.weights_dir
+        args.original,
+        args.anonymized,
+        args.split,
+        _comma_list(args.metrics),
+        MetricsConfig.from_dict(_config_json(args.config)),
+        args.max_faces,
+        args.weights_dir,
     )
     atomic_write_json(args.out, _json_safe(result))
     return 0
@@ -107,7 +113,7 @@ def add_table2_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gan-methods", nargs="*", default=[], help="which of the methods are GANs (the rest are conventional)")
 
 
-def table2_tables(args: argparse.Namespace) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+def table2_tables(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-method table (metrics and mAP) and Table II's correlations from ``table2``'s arguments."""
     from safefakes.evaluate import correlation
 

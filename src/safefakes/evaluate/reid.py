@@ -32,8 +32,8 @@ from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_text
 from safefakes.common.progress import progress
 from safefakes.data.identities import IdentitySample, load_identities
-from safefakes.evaluate import NO_ANONYMIZATION, SCENARIOS
 from safefakes.data.wider import FaceBox
+from safefakes.evaluate import NO_ANONYMIZATION, SCENARIOS
 from safefakes.evaluate.face_descriptors import (
     Box,
     DescriptorConfig,
@@ -436,7 +436,17 @@ def write_scores_csv(path: str | os.PathLike[str], result: ReidResult) -> None:
     rows = []
     for scores in result.scenarios:
         for probe, gallery, is_mated, distance in zip(scores.probes, scores.galleries, scores.mated, scores.distances):
-            rows.append({"method": result.method, "strength": strength, "scenario": scores.scenario, "probe": probe, "gallery": gallery, "mated": int(is_mated), "distance": float(distance)})
+            rows.append(
+                {
+                    "method": result.method,
+                    "strength": strength,
+                    "scenario": scores.scenario,
+                    "probe": probe,
+                    "gallery": gallery,
+                    "mated": int(is_mated),
+                    "distance": float(distance),
+                }
+            )
     atomic_write_text(path, _csv_text(SCORE_COLUMNS, rows))
 
 

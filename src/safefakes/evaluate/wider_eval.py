@@ -25,8 +25,8 @@ import pandas as pd
 
 from safefakes.common.errors import SafefakesError
 from safefakes.data.ground_truth import GroundTruth
-from safefakes.data.wider import DIFFICULTIES
 from safefakes.data.predictions import ImagePredictions, Predictions
+from safefakes.data.wider import DIFFICULTIES
 
 LOGGER = logging.getLogger(__name__)
 #: Upper bound on (detection, GT box) pairs held in memory at once (about 100 MB of float64 work arrays).
@@ -197,7 +197,9 @@ def _gather_detections(ground_truth: GroundTruth, predictions: Predictions) -> t
     return _Detections(xywh_to_corners(boxes[order]), normalized[order], image[order]), int(raw_scores.size)
 
 
-def _candidate_ranges(detections: _Detections, gt_corners: np.ndarray, gt_offsets: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _candidate_ranges(
+    detections: _Detections, gt_corners: np.ndarray, gt_offsets: np.ndarray, iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each detection, a run of GT rows (in (image, x1) order) holding every GT box it can reach IoU >= threshold.
 
     Since 2-D IoU <= the IoU of the x-intervals, IoU >= t needs ``-W (1 - t) / t <= x1_gt - x1_det <= W (1 - t)``

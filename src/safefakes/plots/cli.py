@@ -137,7 +137,8 @@ def _register_gan_figures(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``plot-fig4``, ``plot-fig6``, ``plot-detectability``, ``plot-face-sizes`` and the GAN figures (``plot-fig1``, ``plot-fig7``, ``plot-fig9``, ``plot-keypoint-coverage``)."""
+    """Add ``plot-fig4``, ``plot-fig6``, ``plot-detectability``, ``plot-face-sizes``, ``plot-pr``, ``paper-checks`` and the GAN
+    figures (``plot-fig1``, ``plot-fig7``, ``plot-fig9``, ``plot-keypoint-coverage``)."""
     fig4 = subparsers.add_parser("plot-fig4", help="Fig. 4: AP per difficulty for each anonymization method")
     _add_common(fig4)
     fig4.add_argument("--iterations", type=int, default=None, help="training iterations of METHOD=JSON entries")
@@ -152,8 +153,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detectability.add_argument("--iterations", type=int, default=None, help="training iterations of the detector")
     detectability.set_defaults(func=_detectability)
     face_sizes = subparsers.add_parser("plot-face-sizes", help="supplement Fig. 1: face size per difficulty, medians written on it")
-    face_sizes.add_argument("--ground-truth", action="append", required=True, metavar="LABEL=GT_DIR",
-                            help="a folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat; repeat")
+    face_sizes.add_argument(
+        "--ground-truth",
+        action="append",
+        required=True,
+        metavar="LABEL=GT_DIR",
+        help="a folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat; repeat",
+    )
     face_sizes.add_argument("--out-png", required=True, help="figure to write")
     face_sizes.add_argument("--out-csv", required=True, help="the table behind the figure")
     face_sizes.set_defaults(func=_face_sizes)

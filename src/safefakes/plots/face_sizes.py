@@ -45,11 +45,18 @@ def face_size_table(sources: Mapping[str, str | os.PathLike[str]]) -> pd.DataFra
             if sizes.size == 0:
                 raise SafefakesError(f"{label}: no {setting} faces in {gt_dir}")
             q1, median, q3 = np.percentile(sizes, [25, 50, 75])
-            rows.append({
-                "dataset": label, "difficulty": setting, "faces": int(sizes.size), "q1_px": q1, "median_px": median, "q3_px": q3,
-                "wider_val_median_px": WIDER_VAL_MEDIAN_FACE_PX[setting],
-                "median_ratio_to_wider": median / WIDER_VAL_MEDIAN_FACE_PX[setting],
-            })
+            rows.append(
+                {
+                    "dataset": label,
+                    "difficulty": setting,
+                    "faces": int(sizes.size),
+                    "q1_px": q1,
+                    "median_px": median,
+                    "q3_px": q3,
+                    "wider_val_median_px": WIDER_VAL_MEDIAN_FACE_PX[setting],
+                    "median_ratio_to_wider": median / WIDER_VAL_MEDIAN_FACE_PX[setting],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -73,7 +80,7 @@ def plot_face_sizes(sources: Mapping[str, str | os.PathLike[str]], out_png: str 
     for position, values in zip(positions, data):
         median = float(np.median(values))
         axis.annotate(f"{median:.1f}", (position, median), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
-    for offset, setting in enumerate(DIFFICULTIES):
+    for setting in DIFFICULTIES:
         axis.axhline(WIDER_VAL_MEDIAN_FACE_PX[setting], color=colours[setting], linestyle=":", linewidth=0.8)
     axis.set_xticks([group * (len(DIFFICULTIES) + 1) + 1 for group in range(len(sources))])
     axis.set_xticklabels([f"{label}\n({', '.join(s[0].upper() for s in DIFFICULTIES)})" for label in sources], fontsize=8)

@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from safefakes.common.errors import SafefakesError
-from safefakes.data.wider import DIFFICULTIES  # noqa: E402
 from safefakes.common.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from safefakes.data.wider import DIFFICULTIES  # noqa: E402
 
 #: Display names of the methods, in the order the figures show them (unknown methods follow, sorted).
 METHOD_LABELS = {
@@ -91,9 +91,7 @@ def ap_bars(table: pd.DataFrame, title: str, ylabel: str, reference_label: str) 
         bars = axis.bar(positions, table[difficulty] * 100, width=width, label=difficulty.capitalize(), color=colors[difficulty])
         axis.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
     axis.set_xticks(range(len(methods)))
-    axis.set_xticklabels(
-        [f"{METHOD_LABELS.get(m, m)}\nmAP {v * 100:.1f}" for m, v in zip(methods, table["mAP"])], rotation=30, ha="right", fontsize=8
-    )
+    axis.set_xticklabels([f"{METHOD_LABELS.get(m, m)}\nmAP {v * 100:.1f}" for m, v in zip(methods, table["mAP"])], rotation=30, ha="right", fontsize=8)
     axis.set_ylabel(ylabel)
     axis.set_ylim(0, 118)
     axis.set_title(title)

@@ -33,8 +33,13 @@ from safefakes.anonymize.gan.crops import context_square, extract_square  # noqa
 from safefakes.anonymize.gan.keypoints import SIZE_BIN_EDGES, size_bin  # noqa: E402
 from safefakes.common.errors import SafefakesError  # noqa: E402
 from safefakes.common.io import atomic_write_bytes, atomic_write_text  # noqa: E402
-from safefakes.data.wider import FaceBox, ImageAnnotation, WiderLayout, load_split  # noqa: E402
-from safefakes.data.wider import DIFFICULTIES  # noqa: E402
+from safefakes.data.wider import (  # noqa: E402
+    DIFFICULTIES,  # noqa: E402
+    FaceBox,
+    ImageAnnotation,
+    WiderLayout,
+    load_split,
+)
 from safefakes.plots.figures import DETECTOR_LABELS, METHOD_LABELS, method_order, read_ap_file  # noqa: E402
 
 FIGURE_DPI = 150
@@ -162,8 +167,9 @@ def _read_rgb(path: Path, label: str) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
-def fig1_panels(original_root: str | os.PathLike[str], results: Sequence[tuple[str, str]], split: str, image: str | None,
-                config: Fig1Config) -> tuple[str, list[FaceBox], list[tuple[str, np.ndarray]]]:
+def fig1_panels(
+    original_root: str | os.PathLike[str], results: Sequence[tuple[str, str]], split: str, image: str | None, config: Fig1Config
+) -> tuple[str, list[FaceBox], list[tuple[str, np.ndarray]]]:
     """Load the example image from the original root and every anonymized root.
 
     Returns the image name, its faces to zoom into, and ``(method, RGB pixels)`` with the original
@@ -191,13 +197,16 @@ def fig1_panels(original_root: str | os.PathLike[str], results: Sequence[tuple[s
     return image, largest_faces(by_name[image].faces, config.faces), panels
 
 
-def plot_fig1(image: str, faces: Sequence[FaceBox], panels: Sequence[tuple[str, np.ndarray]], out_png: str | os.PathLike[str],
-              config: Fig1Config = Fig1Config()) -> None:
+def plot_fig1(
+    image: str, faces: Sequence[FaceBox], panels: Sequence[tuple[str, np.ndarray]], out_png: str | os.PathLike[str], config: Fig1Config = Fig1Config()
+) -> None:
     """Fig. 1: one column per method, the full image on top and zoomed crops of ``faces`` below."""
     height, width = panels[0][1].shape[:2]
     image_row_inches = config.column_inches * height / width
     figure, axes = plt.subplots(
-        1 + len(faces), len(panels), squeeze=False,
+        1 + len(faces),
+        len(panels),
+        squeeze=False,
         figsize=(config.column_inches * len(panels), image_row_inches + config.crop_row_inches * len(faces)),
         gridspec_kw={"height_ratios": [image_row_inches] + [config.crop_row_inches] * len(faces)},
     )
@@ -285,8 +294,7 @@ def use_log_axis(iterations: Sequence[int]) -> bool:
     return max(iterations) > LOG_AXIS_RATIO * min(iterations)
 
 
-def plot_fig9(table: pd.DataFrame, references: pd.DataFrame, detector: str, out_png: str | os.PathLike[str],
-              out_csv: str | os.PathLike[str]) -> None:
+def plot_fig9(table: pd.DataFrame, references: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
     """Fig. 9: AP per difficulty and mean against anonymizer training iterations; references as dashed lines."""
     _save_csv(table, out_csv)
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
@@ -381,8 +389,16 @@ def coverage_table(manifests: Sequence[tuple[str, str]]) -> pd.DataFrame:
             for source in COVERAGE_SOURCES:
                 count = faces.get((bin_label, source), 0)
                 if total:
-                    rows.append({"method": method, "size_bin": bin_label, "source": source, "faces": count, "share": count / total,
-                                 "kp_sources": "+".join(sorted(names.get((bin_label, source), ())))})
+                    rows.append(
+                        {
+                            "method": method,
+                            "size_bin": bin_label,
+                            "source": source,
+                            "faces": count,
+                            "share": count / total,
+                            "kp_sources": "+".join(sorted(names.get((bin_label, source), ()))),
+                        }
+                    )
     return pd.DataFrame(rows, columns=["method", "size_bin", "source", "faces", "share", "kp_sources"])
 
 
@@ -413,7 +429,7 @@ def plot_keypoint_coverage(table: pd.DataFrame, out_png: str | os.PathLike[str],
         axis.grid(axis="y", alpha=0.3)
     for axis in axes[:, 0]:
         axis.set_ylabel("share of faces (%)")
-    for axis in list(axes.flat)[len(methods):]:
+    for axis in list(axes.flat)[len(methods) :]:
         axis.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncols=len(COVERAGE_SOURCES), fontsize=7, bbox_to_anchor=(0.5, -0.02))

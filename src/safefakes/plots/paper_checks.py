@@ -64,40 +64,56 @@ def fig4_findings(fig4: pd.DataFrame) -> list[Finding]:
     findings = []
     if "deepprivacy" in table.index:
         gap = original - _map(table, "deepprivacy")
-        findings.append(Finding(
-            "DeepPrivacy costs little (within 5 mAP points of original)",
-            f"original {PAPER_ORIGINAL_MAP * 100:.1f}, DeepPrivacy {PAPER_DEEPPRIVACY_MAP * 100:.1f}",
-            f"original {original * 100:.1f}, DeepPrivacy {_map(table, 'deepprivacy') * 100:.1f}", gap <= 0.05,
-        ))
+        findings.append(
+            Finding(
+                "DeepPrivacy costs little (within 5 mAP points of original)",
+                f"original {PAPER_ORIGINAL_MAP * 100:.1f}, DeepPrivacy {PAPER_DEEPPRIVACY_MAP * 100:.1f}",
+                f"original {original * 100:.1f}, DeepPrivacy {_map(table, 'deepprivacy') * 100:.1f}",
+                gap <= 0.05,
+            )
+        )
     if "blackout" in table.index:
         share = _map(table, "blackout") / original if original > 0 else float("nan")
-        findings.append(Finding(
-            f"black-out keeps at most {BLACKOUT_MAX_SHARE:.0%} of original's mAP", "conventional methods collapse",
-            f"black-out {_map(table, 'blackout') * 100:.1f} ({share:.0%} of original)", share <= BLACKOUT_MAX_SHARE,
-        ))
+        findings.append(
+            Finding(
+                f"black-out keeps at most {BLACKOUT_MAX_SHARE:.0%} of original's mAP",
+                "conventional methods collapse",
+                f"black-out {_map(table, 'blackout') * 100:.1f} ({share:.0%} of original)",
+                share <= BLACKOUT_MAX_SHARE,
+            )
+        )
     for method in _present(table, ("blur", "pixelate")):
         drop = original - _map(table, method)
-        findings.append(Finding(
-            f"{method} is at least {CONVENTIONAL_MIN_DROP * 100:.0f} mAP points below original", "conventional methods collapse",
-            f"{method} {_map(table, method) * 100:.1f} ({abs(drop) * 100:.1f} {'below' if drop >= 0 else 'above'} original)",
-            drop >= CONVENTIONAL_MIN_DROP,
-        ))
+        findings.append(
+            Finding(
+                f"{method} is at least {CONVENTIONAL_MIN_DROP * 100:.0f} mAP points below original",
+                "conventional methods collapse",
+                f"{method} {_map(table, method) * 100:.1f} ({abs(drop) * 100:.1f} {'below' if drop >= 0 else 'above'} original)",
+                drop >= CONVENTIONAL_MIN_DROP,
+            )
+        )
     gans, conventional = _present(table, GAN_METHODS), _present(table, PER_FACE_CONVENTIONAL)
     if gans and conventional:
         best_gan = max(gans, key=lambda m: _map(table, m))
         best_conventional = max(conventional, key=lambda m: _map(table, m))
-        findings.append(Finding(
-            "a GAN scores above every per-face conventional method", "DeepPrivacy above blur, pixelation, black-out",
-            f"best GAN {best_gan} {_map(table, best_gan) * 100:.1f}, best conventional {best_conventional} "
-            f"{_map(table, best_conventional) * 100:.1f}", _map(table, best_gan) > _map(table, best_conventional),
-        ))
+        findings.append(
+            Finding(
+                "a GAN scores above every per-face conventional method",
+                "DeepPrivacy above blur, pixelation, black-out",
+                f"best GAN {best_gan} {_map(table, best_gan) * 100:.1f}, best conventional {best_conventional} {_map(table, best_conventional) * 100:.1f}",
+                _map(table, best_gan) > _map(table, best_conventional),
+            )
+        )
     if "fullblur" in table.index and conventional:
         others = max(float(table.loc[m, "hard"]) for m in conventional)
-        findings.append(Finding(
-            "full-image blur does well on hard faces (hard AP above the per-face conventional methods')",
-            "FullBlur keeps hard-face AP", f"fullblur hard {float(table.loc['fullblur', 'hard']) * 100:.1f}, best per-face "
-            f"conventional hard {others * 100:.1f}", float(table.loc["fullblur", "hard"]) > others,
-        ))
+        findings.append(
+            Finding(
+                "full-image blur does well on hard faces (hard AP above the per-face conventional methods')",
+                "FullBlur keeps hard-face AP",
+                f"fullblur hard {float(table.loc['fullblur', 'hard']) * 100:.1f}, best per-face conventional hard {others * 100:.1f}",
+                float(table.loc["fullblur", "hard"]) > others,
+            )
+        )
     return findings
 
 
@@ -111,11 +127,14 @@ def fig6_findings(fig6: pd.DataFrame) -> list[Finding]:
         rows = fig6[fig6["iterations"] == iterations].set_index("method")
         anonymized = rows.drop(index="original")["mAP"]
         gaps.append(float(rows.loc["original", "mAP"] - anonymized.mean()))
-    return [Finding(
-        "the gap grows with training iterations (original minus the anonymized methods' mean mAP)",
-        "Fig. 6: the gap widens from 7.5k to 60k iterations",
-        f"{gaps[0] * 100:+.1f} at {points[0]}, {gaps[1] * 100:+.1f} at {points[-1]}", gaps[1] > gaps[0],
-    )]
+    return [
+        Finding(
+            "the gap grows with training iterations (original minus the anonymized methods' mean mAP)",
+            "Fig. 6: the gap widens from 7.5k to 60k iterations",
+            f"{gaps[0] * 100:+.1f} at {points[0]}, {gaps[1] * 100:+.1f} at {points[-1]}",
+            gaps[1] > gaps[0],
+        )
+    ]
 
 
 def detectability_findings(detectability: pd.DataFrame) -> list[Finding]:
@@ -128,29 +147,41 @@ def detectability_findings(detectability: pd.DataFrame) -> list[Finding]:
     gans = _present(table, GAN_METHODS)
     if gans:
         best = max(gans, key=share)
-        findings.append(Finding(
-            f"the best GAN's faces stay detectable (at least {DETECTABLE_GAN_MIN_SHARE:.0%} of original's easy AP)",
-            "DeepPrivacy Table 1: AP 0.889 of 0.909 for its anonymized faces",
-            f"{best} keeps {share(best):.0%}", share(best) >= DETECTABLE_GAN_MIN_SHARE,
-        ))
+        findings.append(
+            Finding(
+                f"the best GAN's faces stay detectable (at least {DETECTABLE_GAN_MIN_SHARE:.0%} of original's easy AP)",
+                "DeepPrivacy Table 1: AP 0.889 of 0.909 for its anonymized faces",
+                f"{best} keeps {share(best):.0%}",
+                share(best) >= DETECTABLE_GAN_MIN_SHARE,
+            )
+        )
     if "blackout" in table.index:
-        findings.append(Finding(
-            f"blacked-out faces are not detected (under {DETECTABLE_BLACKOUT_MAX_SHARE:.0%} of original's easy AP)", "",
-            f"black-out keeps {share('blackout'):.0%}", share("blackout") < DETECTABLE_BLACKOUT_MAX_SHARE,
-        ))
+        findings.append(
+            Finding(
+                f"blacked-out faces are not detected (under {DETECTABLE_BLACKOUT_MAX_SHARE:.0%} of original's easy AP)",
+                "",
+                f"black-out keeps {share('blackout'):.0%}",
+                share("blackout") < DETECTABLE_BLACKOUT_MAX_SHARE,
+            )
+        )
     return findings
 
 
 def findings_table(findings: list[Finding]) -> pd.DataFrame:
     """The findings as a table with a 'holds' column of yes / no / n/a."""
-    return pd.DataFrame([
-        {"finding": f.finding, "paper": f.paper, "measured": f.measured, "holds": {True: "yes", False: "no", None: "n/a"}[f.holds]}
-        for f in findings
-    ])
+    return pd.DataFrame(
+        [{"finding": f.finding, "paper": f.paper, "measured": f.measured, "holds": {True: "yes", False: "no", None: "n/a"}[f.holds]} for f in findings]
+    )
 
 
-def write_paper_checks(fig4_csv: str | os.PathLike[str], fig6_csv: str | os.PathLike[str], detectability_csv: str | os.PathLike[str] | None,
-                       out_csv: str | os.PathLike[str], out_md: str | os.PathLike[str], detector: str) -> pd.DataFrame:
+def write_paper_checks(
+    fig4_csv: str | os.PathLike[str],
+    fig6_csv: str | os.PathLike[str],
+    detectability_csv: str | os.PathLike[str] | None,
+    out_csv: str | os.PathLike[str],
+    out_md: str | os.PathLike[str],
+    detector: str,
+) -> pd.DataFrame:
     """Check every finding on a run's tables and write them as CSV and as a Markdown table."""
     findings = fig4_findings(pd.read_csv(fig4_csv)) + fig6_findings(pd.read_csv(fig6_csv))
     if detectability_csv is not None:

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from safefakes.common.errors import SafefakesError
-from safefakes.data.wider import DIFFICULTIES
 from safefakes.common.io import atomic_write_bytes
+from safefakes.data.wider import DIFFICULTIES
 
 #: The evaluation settings, one panel each, in the paper's order.
 #: Columns of a PR-curve table (what ``safefakes evaluate --curves`` writes).

@@ -78,7 +78,7 @@ def _register_plot_frontier(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run_plot_frontier)
 
 
-def frontier_points(reid_rows: list[dict[str, str]], ap_by_label: dict[str, float], scenario: str) -> "pd.DataFrame":
+def frontier_points(reid_rows: list[dict[str, str]], ap_by_label: dict[str, float], scenario: str) -> pd.DataFrame:
     """Join re-identification rows of ``scenario`` with mAP by ``method@strength`` (or ``method``) label."""
     points = []
     for row in reid_rows:

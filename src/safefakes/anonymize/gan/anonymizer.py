@@ -132,7 +132,9 @@ class GanAnonymizer:
                     points[i], sources[i] = found, source.name
         return points, sources
 
-    def anonymize(self, image: np.ndarray, faces: Sequence[FaceBox], extras: Sequence[FaceExtras] | None, rng: np.random.Generator) -> tuple[np.ndarray, list[FaceOutcome]]:
+    def anonymize(
+        self, image: np.ndarray, faces: Sequence[FaceBox], extras: Sequence[FaceExtras] | None, rng: np.random.Generator
+    ) -> tuple[np.ndarray, list[FaceOutcome]]:
         """Anonymize every face of one image."""
         return self.anonymize_batch([image], [faces], [extras], [rng])[0]
 
@@ -186,8 +188,14 @@ class GanAnonymizer:
         for start in range(0, len(pending), self.config.batch_faces):
             chunk = pending[start : start + self.config.batch_faces]
             generated = self.recipe.generate(
-                generator, checkpoint.hparams, checkpoint.generator_config, [p.crop for p in chunk], [p.inputs for p in chunk],
-                checkpoint.alpha, self.device, use_amp,
+                generator,
+                checkpoint.hparams,
+                checkpoint.generator_config,
+                [p.crop for p in chunk],
+                [p.inputs for p in chunk],
+                checkpoint.alpha,
+                self.device,
+                use_amp,
             )
             for item, pixels in zip(chunk, generated):
                 paste_inside_box(outputs[item.image_index], pixels, item.crop.square, item.face)

@@ -98,9 +98,18 @@ class CiaganModelConfig(MethodConfig):
             value = getattr(self, name)
             require(value >= 2 and value & (value - 1) == 0, f"{name} must be a power of two >= 2, got {value}")
         require(self.bottleneck_resolution < self.resolution, "bottleneck_resolution must be below resolution")
-        for name in ("generator_base_channels", "generator_max_channels", "identity_hidden_features", "identity_map_channels",
-                     "discriminator_base_channels", "discriminator_max_channels", "discriminator_dense_features",
-                     "identity_base_channels", "identity_max_channels", "landmark_line_width"):
+        for name in (
+            "generator_base_channels",
+            "generator_max_channels",
+            "identity_hidden_features",
+            "identity_map_channels",
+            "discriminator_base_channels",
+            "discriminator_max_channels",
+            "discriminator_dense_features",
+            "identity_base_channels",
+            "identity_max_channels",
+            "landmark_line_width",
+        ):
             require(getattr(self, name) >= 1, f"{name} must be >= 1")
         require(self.bottleneck_blocks >= 0, "bottleneck_blocks must be >= 0")
         require(self.identity_dense_layers >= 1, "identity_dense_layers must be >= 1")
@@ -157,7 +166,11 @@ def hull_mask(landmarks: np.ndarray | None, resolution: int) -> np.ndarray:
 
 
 def condition_maps(
-    landmarks: Sequence[np.ndarray | None], boxes: Sequence[Sequence[int]] | np.ndarray, full_resolution: int, resolution: int, line_width: int = 1,
+    landmarks: Sequence[np.ndarray | None],
+    boxes: Sequence[Sequence[int]] | np.ndarray,
+    full_resolution: int,
+    resolution: int,
+    line_width: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Landmark images and masks ``(B, 1, r, r)`` of a batch: the mask is the landmark hull united with the face box.
 
@@ -228,8 +241,11 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int, normalized: bool) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            ConvLayer(channels, channels, 3, normalized), nn.InstanceNorm2d(channels, affine=True), nn.ReLU(),
-            ConvLayer(channels, channels, 3, normalized), nn.InstanceNorm2d(channels, affine=True),
+            ConvLayer(channels, channels, 3, normalized),
+            nn.InstanceNorm2d(channels, affine=True),
+            nn.ReLU(),
+            ConvLayer(channels, channels, 3, normalized),
+            nn.InstanceNorm2d(channels, affine=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -330,7 +346,9 @@ class CiaganDiscriminator(nn.Module):
         self.features = down_stack(DISCRIMINATOR_INPUT_CHANNELS, widths, config.spectral_norm, instance_norm=False)
         b = config.bottleneck_resolution
         self.dense = nn.Sequential(
-            nn.Flatten(), nn.Linear(widths[-1] * b * b, config.discriminator_dense_features), nn.LeakyReLU(config.leaky_slope),
+            nn.Flatten(),
+            nn.Linear(widths[-1] * b * b, config.discriminator_dense_features),
+            nn.LeakyReLU(config.leaky_slope),
             nn.Linear(config.discriminator_dense_features, 1),
         )
 
@@ -376,7 +394,9 @@ def least_squares(scores: torch.Tensor, target: float) -> torch.Tensor:
     return F.mse_loss(scores, torch.full_like(scores, target))
 
 
-def discriminator_loss(discriminator: CiaganDiscriminator, real: torch.Tensor, fake: torch.Tensor, landmarks: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def discriminator_loss(
+    discriminator: CiaganDiscriminator, real: torch.Tensor, fake: torch.Tensor, landmarks: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
     """LSGAN loss of the image discriminator (real -> 1, generated -> 0, summed as in the released code) and its logged terms."""
     real_loss = least_squares(discriminator(real, landmarks), 1.0)
     fake_loss = least_squares(discriminator(fake.detach(), landmarks), 0.0)
@@ -393,8 +413,12 @@ def identity_loss(identity_discriminator: IdentityDiscriminator, real: torch.Ten
 
 
 def generator_loss(
-    discriminator: CiaganDiscriminator, identity_discriminator: IdentityDiscriminator, fake: torch.Tensor, landmarks: torch.Tensor,
-    target: torch.Tensor, weights: CiaganLossConfig,
+    discriminator: CiaganDiscriminator,
+    identity_discriminator: IdentityDiscriminator,
+    fake: torch.Tensor,
+    landmarks: torch.Tensor,
+    target: torch.Tensor,
+    weights: CiaganLossConfig,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """LSGAN generator term (generated -> 1) plus cross-entropy of the identity classifier towards ``target``."""
     adversarial = least_squares(discriminator(fake, landmarks), 1.0)

@@ -157,8 +157,15 @@ def build_objects(hparams: CiaganHparams, identities: int, device: torch.device,
     adam = lambda module: torch.optim.Adam(module.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))  # noqa: E731
     scaler = lambda: torch.amp.GradScaler(device.type, enabled=use_amp)  # noqa: E731
     return CiaganObjects(
-        generator, discriminator, identity_discriminator, adam(generator), adam(discriminator), adam(identity_discriminator),
-        scaler(), scaler(), scaler(),
+        generator,
+        discriminator,
+        identity_discriminator,
+        adam(generator),
+        adam(discriminator),
+        adam(identity_discriminator),
+        scaler(),
+        scaler(),
+        scaler(),
     )
 
 
@@ -172,7 +179,9 @@ def _update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.
     scaler.update()
 
 
-def train_step(objects: CiaganObjects, batch: TrainBatch, hparams: CiaganHparams, identities: int, generator: torch.Generator, use_amp: bool) -> dict[str, float]:
+def train_step(
+    objects: CiaganObjects, batch: TrainBatch, hparams: CiaganHparams, identities: int, generator: torch.Generator, use_amp: bool
+) -> dict[str, float]:
     """Identity-classifier, image-discriminator and generator updates on ``batch``; returns the logged losses."""
     device = batch.real.device
     autocast = lambda: torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp)  # noqa: E731
@@ -233,25 +242,44 @@ class CiaganRecipe:
         return hparams.model.resolution, 1.0
 
     def train_step(
-        self, objects: CiaganObjects, crops: CropSet, batch: CropSelection, stage: tuple[int, float], hparams: CiaganHparams,
-        generator_config: Mapping[str, Any], generator: torch.Generator, device: torch.device, use_amp: bool,
+        self,
+        objects: CiaganObjects,
+        crops: CropSet,
+        batch: CropSelection,
+        stage: tuple[int, float],
+        hparams: CiaganHparams,
+        generator_config: Mapping[str, Any],
+        generator: torch.Generator,
+        device: torch.device,
+        use_amp: bool,
     ) -> dict[str, float]:
         """One update of each network."""
         tensors = make_batch(batch, crops, hparams.model.landmark_line_width, device)
         return train_step(objects, tensors, hparams, num_identities(generator_config), generator, use_amp)
 
-    def sample_face_inputs(self, hparams: CiaganHparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def sample_face_inputs(
+        self, hparams: CiaganHparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         """A uniformly random training identity (CIAGAN has no latent noise)."""
         return {"identity": np.asarray(rng.integers(num_identities(generator_config)), dtype=np.int64)}
 
     def generate(
-        self, generator: CiaganGenerator, hparams: CiaganHparams, generator_config: Mapping[str, Any], crops: Sequence[FaceCrop],
-        inputs: Sequence[Mapping[str, np.ndarray]], alpha: float, device: torch.device, use_amp: bool,
+        self,
+        generator: CiaganGenerator,
+        hparams: CiaganHparams,
+        generator_config: Mapping[str, Any],
+        crops: Sequence[FaceCrop],
+        inputs: Sequence[Mapping[str, np.ndarray]],
+        alpha: float,
+        device: torch.device,
+        use_amp: bool,
     ) -> np.ndarray:
         """Paint a face of each crop's chosen identity into its landmark-and-box mask."""
         resolution = crops[0].pixels.shape[0]
         image = bgr_to_tensor(np.stack([crop.pixels for crop in crops]))
-        landmarks, mask = condition_maps([crop.keypoints for crop in crops], [crop.box for crop in crops], resolution, resolution, hparams.model.landmark_line_width)
+        landmarks, mask = condition_maps(
+            [crop.keypoints for crop in crops], [crop.box for crop in crops], resolution, resolution, hparams.model.landmark_line_width
+        )
         identity = one_hot(torch.from_numpy(np.stack([np.asarray(i["identity"], dtype=np.int64) for i in inputs])), num_identities(generator_config))
         with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             out = generator(image.to(device), landmarks.to(device), mask.to(device), identity.to(device))

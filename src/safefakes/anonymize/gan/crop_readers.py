@@ -37,8 +37,8 @@ from safefakes.anonymize.gan.keypoints import NUM_KEYPOINTS
 from safefakes.anonymize.gan.landmarks68 import DLIB_UPSAMPLE, DlibLandmarks68, NoLandmarks
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
-from safefakes.data.wider import KEYPOINTS_7, FaceBox
 from safefakes.data.identities import IMAGE_SUFFIXES, IdentitySample, read_celeba_identities, read_identity_csv, read_identity_folders
+from safefakes.data.wider import KEYPOINTS_7, FaceBox
 
 LOG = logging.getLogger(__name__)
 
@@ -129,9 +129,12 @@ class _CropCollector:
         if not self.images:
             raise SafefakesError(f"{source}: no face to train on")
         return CropSet(
-            np.ascontiguousarray(np.stack(self.images)), np.asarray(self.boxes, dtype=np.int64),
-            np.asarray(self.keypoints, dtype=np.float32), np.asarray(self.landmarks, dtype=np.float32),
-            np.asarray(self.identities, dtype=np.int64), source,
+            np.ascontiguousarray(np.stack(self.images)),
+            np.asarray(self.boxes, dtype=np.int64),
+            np.asarray(self.keypoints, dtype=np.float32),
+            np.asarray(self.landmarks, dtype=np.float32),
+            np.asarray(self.identities, dtype=np.int64),
+            source,
         )
 
 
@@ -179,16 +182,12 @@ def read_pipa_annotations(annotation_file: Path) -> list[PipaHead]:
         if not columns:
             continue
         if len(columns) != len(PIPA_COLUMNS):
-            raise SafefakesError(
-                f"{annotation_file}:{number}: expected {len(PIPA_COLUMNS)} columns ({' '.join(PIPA_COLUMNS)}), got {len(columns)}"
-            )
+            raise SafefakesError(f"{annotation_file}:{number}: expected {len(PIPA_COLUMNS)} columns ({' '.join(PIPA_COLUMNS)}), got {len(columns)}")
         try:
             x, y, w, h = (float(value) for value in columns[2:6])
             identity, subset = int(columns[6]), int(columns[7])
         except ValueError:
-            raise SafefakesError(
-                f"{annotation_file}:{number}: box, identity_id and subset_id must be numbers: {line.strip()!r}"
-            ) from None
+            raise SafefakesError(f"{annotation_file}:{number}: box, identity_id and subset_id must be numbers: {line.strip()!r}") from None
         if subset not in PIPA_SUBSET_FOLDERS:
             raise SafefakesError(f"{annotation_file}:{number}: subset_id must be one of {sorted(PIPA_SUBSET_FOLDERS)}, got {subset}")
         face = FaceBox(int(np.floor(x)), int(np.floor(y)), int(round(w)), int(round(h)))
@@ -231,10 +230,7 @@ def pipa_crop_set(
     """Crops of the PIPA heads of ``subsets`` at least ``min_face_size`` px (sqrt of the box area), with dlib's 68
     landmarks found inside each head box on the full photo and the 7 keypoints derived from them."""
     root, annotation_file = _pipa_paths(Path(path), annotation_file)
-    heads = [
-        h for h in read_pipa_annotations(annotation_file)
-        if h.subset_id in subsets and h.face.w > 0 and h.face.h > 0 and h.face.size >= min_face_size
-    ]
+    heads = [h for h in read_pipa_annotations(annotation_file) if h.subset_id in subsets and h.face.w > 0 and h.face.h > 0 and h.face.size >= min_face_size]
     if not heads:
         raise SafefakesError(f"{annotation_file}: no head of subset {', '.join(map(str, subsets))} of at least {min_face_size} px")
     by_photo: dict[tuple[str, str], list[PipaHead]] = {}
@@ -256,6 +252,7 @@ def pipa_crop_set(
 
 def identity_numbers(names: Sequence[str]) -> dict[str, int]:
     """Identity name -> 0..C-1 in sorted order of the names (numeric names in numeric order, before others)."""
+
     def order(name: str) -> tuple[int, int, str]:
         return (0, int(name), name) if name.isdigit() else (1, 0, name)
 
@@ -273,9 +270,7 @@ def identity_samples(root: Path) -> tuple[list[IdentitySample], str]:
     return read_identity_folders(root), "identity-folders"
 
 
-def largest_dlib_face(
-    detector: Callable[[np.ndarray, int], Iterable], image_bgr: np.ndarray, max_side: int = DETECTION_MAX_SIDE
-) -> FaceBox | None:
+def largest_dlib_face(detector: Callable[[np.ndarray, int], Iterable], image_bgr: np.ndarray, max_side: int = DETECTION_MAX_SIDE) -> FaceBox | None:
     """The largest face dlib's frontal ``detector`` (``dlib.get_frontal_face_detector()``) finds in the photo
     (shrunk to at most ``max_side`` px to detect), in the photo's pixels, or None."""
     height, width = image_bgr.shape[:2]
@@ -308,8 +303,7 @@ def identity_crop_set(
     samples, layout = identity_samples(root)
     if not samples:
         raise SafefakesError(
-            f"{root}: no identity photo found (expected {CELEBA_IDENTITY_FILE}, {IDENTITY_CSV} "
-            f"or <identity>/<image> with {', '.join(IMAGE_SUFFIXES)})"
+            f"{root}: no identity photo found (expected {CELEBA_IDENTITY_FILE}, {IDENTITY_CSV} or <identity>/<image> with {', '.join(IMAGE_SUFFIXES)})"
         )
     numbers = identity_numbers([sample.identity for sample in samples])
     source = landmark_source if landmark_source is not None else shared_dlib_landmarks()
@@ -347,9 +341,7 @@ def read_crop_folder(path: Path, resolution: int, context_factor: float, min_fac
         return identity_crop_set(path, resolution, context_factor, min_face_size)
     if (path / PIPA_ANNOTATION_FILE.parent).is_dir() or all((path / PIPA_SUBSET_FOLDERS[s]).is_dir() for s in PIPA_TRAINING_SUBSETS):
         # PIPA's train/ and val/ photo folders would otherwise be read as two identity folders
-        raise SafefakesError(
-            f"{path}: looks like PIPA but has no {PIPA_ANNOTATION_FILE} (pass the annotation file itself if it lies elsewhere)"
-        )
+        raise SafefakesError(f"{path}: looks like PIPA but has no {PIPA_ANNOTATION_FILE} (pass the annotation file itself if it lies elsewhere)")
     if any(child.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in child.iterdir()) for child in path.iterdir()):
         return identity_crop_set(path, resolution, context_factor, min_face_size)
     raise SafefakesError(

@@ -41,9 +41,7 @@ NUM_LANDMARKS = 68
 Requirement = Literal["keypoints7", "landmarks68", "identity"]
 REQUIREMENTS: tuple[str, ...] = ("keypoints7", "landmarks68", "identity")
 #: Horizontal flip swaps these pairs of the 7 keypoints (left/right eye, ear, shoulder).
-KEYPOINTS7_FLIP = tuple(
-    (KEYPOINTS_7.index(f"left_{part}"), KEYPOINTS_7.index(f"right_{part}")) for part in ("eye", "ear", "shoulder")
-)
+KEYPOINTS7_FLIP = tuple((KEYPOINTS_7.index(f"left_{part}"), KEYPOINTS_7.index(f"right_{part}")) for part in ("eye", "ear", "shoulder"))
 #: Horizontal flip of dlib's 68 iBUG-300W landmarks: ``LANDMARKS68_FLIP[i]`` is the mirror of point i
 #: (jaw, brows, nose base, eyes and mouth mirror; the nose bridge and mouth centre line map to themselves).
 LANDMARKS68_FLIP: tuple[int, ...] = tuple(
@@ -103,8 +101,12 @@ class CropSet:
     def take(self, indices: np.ndarray, source: str | None = None) -> CropSet:
         """The crops at ``indices`` (a copy)."""
         return CropSet(
-            self.images[indices], self.boxes[indices], self.keypoints[indices], self.landmarks[indices],
-            self.identities[indices], source or self.source,
+            self.images[indices],
+            self.boxes[indices],
+            self.keypoints[indices],
+            self.landmarks[indices],
+            self.identities[indices],
+            source or self.source,
         )
 
     def subset(self, max_faces: int | None, seed: int = 0) -> CropSet:
@@ -222,8 +224,12 @@ def synthetic_crop_set(wider_root: Path, resolution: int, context_factor: float,
     if not images:
         raise SafefakesError(f"{wider_root}: no {split} face of at least {min_face_size} px to train on")
     return CropSet(
-        np.ascontiguousarray(np.stack(images)), np.asarray(boxes, dtype=np.int64), np.asarray(keypoints, dtype=np.float32),
-        np.asarray(landmarks, dtype=np.float32), np.asarray(identities, dtype=np.int64), f"synthetic:{wider_root}",
+        np.ascontiguousarray(np.stack(images)),
+        np.asarray(boxes, dtype=np.int64),
+        np.asarray(keypoints, dtype=np.float32),
+        np.asarray(landmarks, dtype=np.float32),
+        np.asarray(identities, dtype=np.int64),
+        f"synthetic:{wider_root}",
     )
 
 
@@ -264,8 +270,12 @@ def fdf_crop_set(folder: Path, resolution: int) -> CropSet:
     keypoints = np.concatenate([np.clip(landmarks, 0, 1), inside], axis=2)
     count = len(images)
     return CropSet(
-        np.ascontiguousarray(np.stack(images)), np.clip(scaled, 0, resolution).astype(np.int64), keypoints.astype(np.float32),
-        absent_points(count, NUM_LANDMARKS), np.full(count, -1, dtype=np.int64), f"fdf:{folder}",
+        np.ascontiguousarray(np.stack(images)),
+        np.clip(scaled, 0, resolution).astype(np.int64),
+        keypoints.astype(np.float32),
+        absent_points(count, NUM_LANDMARKS),
+        np.full(count, -1, dtype=np.int64),
+        f"fdf:{folder}",
     )
 
 

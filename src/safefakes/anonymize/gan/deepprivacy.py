@@ -173,19 +173,20 @@ class DeepPrivacyGenerator(nn.Module):
         c = config.channels
         k = config.num_keypoints
         self.from_rgb = nn.ModuleDict({str(r): ScaledConv2d(GENERATOR_INPUT_CHANNELS, c(r), 1, equalized=config.equalized_lr) for r in config.resolutions})
-        self.encoders = nn.ModuleDict({
-            str(r): nn.ModuleDict({"conv1": conv_act(config, c(r), c(r), True), "conv2": conv_act(config, c(r), c(r // 2), True)})
-            for r in config.resolutions[1:]
-        })
+        self.encoders = nn.ModuleDict(
+            {
+                str(r): nn.ModuleDict({"conv1": conv_act(config, c(r), c(r), True), "conv2": conv_act(config, c(r), c(r // 2), True)})
+                for r in config.resolutions[1:]
+            }
+        )
         s = config.start_resolution
         self.bottleneck = nn.Sequential(
             conv_act(config, c(s) + config.latent_channels + k, c(s), True),
             conv_act(config, c(s), c(s), True),
         )
-        self.decoders = nn.ModuleDict({
-            str(r): nn.Sequential(conv_act(config, c(r // 2) + k + c(r), c(r), True), conv_act(config, c(r), c(r), True))
-            for r in config.resolutions[1:]
-        })
+        self.decoders = nn.ModuleDict(
+            {str(r): nn.Sequential(conv_act(config, c(r // 2) + k + c(r), c(r), True), conv_act(config, c(r), c(r), True)) for r in config.resolutions[1:]}
+        )
         self.to_rgb = nn.ModuleDict({str(r): ScaledConv2d(c(r), 3, 1, gain=1.0, equalized=config.equalized_lr) for r in config.resolutions})
 
     def latent_shape(self, batch: int) -> tuple[int, int, int, int]:
@@ -311,7 +312,15 @@ class WganGpConfig(MethodConfig):
         require(self.gradient_penalty_weight >= 0 and self.epsilon_penalty_weight >= 0, "loss weights must be >= 0")
 
 
-def gradient_penalty(discriminator: DeepPrivacyDiscriminator, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor, keypoints: torch.Tensor | None, alpha: float, mix: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(
+    discriminator: DeepPrivacyDiscriminator,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    condition: torch.Tensor,
+    keypoints: torch.Tensor | None,
+    alpha: float,
+    mix: torch.Tensor,
+) -> torch.Tensor:
     """Mean of (||grad D(x_hat)|| - 1)^2 at ``x_hat = mix * real + (1 - mix) * fake`` (computed in float32)."""
     with torch.autocast(device_type=real.device.type, enabled=False):
         interpolated = (mix * real.float() + (1 - mix) * fake.float()).requires_grad_(True)
@@ -340,10 +349,17 @@ def discriminator_loss(
     drift = real_scores.pow(2).mean()
     wasserstein = real_scores.mean() - fake_scores.mean()
     loss = -wasserstein + weights.gradient_penalty_weight * penalty + weights.epsilon_penalty_weight * drift
-    terms = {"d_loss": float(loss.detach()), "wasserstein": float(wasserstein.detach()), "gradient_penalty": float(penalty.detach()), "epsilon_penalty": float(drift.detach())}
+    terms = {
+        "d_loss": float(loss.detach()),
+        "wasserstein": float(wasserstein.detach()),
+        "gradient_penalty": float(penalty.detach()),
+        "epsilon_penalty": float(drift.detach()),
+    }
     return loss, terms
 
 
-def generator_loss(discriminator: DeepPrivacyDiscriminator, fake: torch.Tensor, condition: torch.Tensor, keypoints: torch.Tensor | None, alpha: float) -> torch.Tensor:
+def generator_loss(
+    discriminator: DeepPrivacyDiscriminator, fake: torch.Tensor, condition: torch.Tensor, keypoints: torch.Tensor | None, alpha: float
+) -> torch.Tensor:
     """The generator's WGAN loss ``-D(fake)``."""
     return -discriminator(fake, condition, keypoints, alpha).float().mean()

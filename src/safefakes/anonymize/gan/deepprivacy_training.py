@@ -103,8 +103,6 @@ class ProgressiveSchedule:
         return self.resolutions[-1], 1.0
 
 
-
-
 @dataclass
 class TrainBatch:
     """One batch at the current resolution: real images and conditions in [-1, 1], the known-pixel mask, keypoints."""
@@ -121,7 +119,9 @@ def blocked_condition(real: torch.Tensor, mask: torch.Tensor, blocking: str, gen
     return real * mask + fill.to(real.device) * (1 - mask)
 
 
-def make_batch(selection: CropSelection, full_resolution: int, resolution: int, alpha: float, blocking: str, generator: torch.Generator, device: torch.device) -> TrainBatch:
+def make_batch(
+    selection: CropSelection, full_resolution: int, resolution: int, alpha: float, blocking: str, generator: torch.Generator, device: torch.device
+) -> TrainBatch:
     """Scale the selected crops to ``resolution`` (progressive fade of the real images) and block the boxes."""
     real = rgb_to_tensor(selection.images)
     if resolution != full_resolution:
@@ -151,12 +151,19 @@ def build_objects(hparams: DeepPrivacyHparams, device: torch.device, use_amp: bo
     discriminator = DeepPrivacyDiscriminator(hparams.model).to(device)
     t = hparams.train
     adam = lambda module: torch.optim.Adam(module.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))  # noqa: E731
-    return DeepPrivacyObjects(generator, discriminator, adam(generator), adam(discriminator), torch.amp.GradScaler(device.type, enabled=use_amp), torch.amp.GradScaler(device.type, enabled=use_amp))
+    return DeepPrivacyObjects(
+        generator,
+        discriminator,
+        adam(generator),
+        adam(discriminator),
+        torch.amp.GradScaler(device.type, enabled=use_amp),
+        torch.amp.GradScaler(device.type, enabled=use_amp),
+    )
 
 
-
-
-def train_step(objects: DeepPrivacyObjects, batch: TrainBatch, hparams: DeepPrivacyHparams, alpha: float, generator: torch.Generator, use_amp: bool) -> dict[str, float]:
+def train_step(
+    objects: DeepPrivacyObjects, batch: TrainBatch, hparams: DeepPrivacyHparams, alpha: float, generator: torch.Generator, use_amp: bool
+) -> dict[str, float]:
     """One critic step and one generator step on ``batch``; returns the logged losses."""
     device = batch.real.device
     size = batch.real.shape[0]
@@ -181,8 +188,6 @@ def train_step(objects: DeepPrivacyObjects, batch: TrainBatch, hparams: DeepPriv
     objects.discriminator.requires_grad_(True)
     terms["g_loss"] = float(g_loss.detach())
     return terms
-
-
 
 
 class DeepPrivacyRecipe:
@@ -214,15 +219,25 @@ class DeepPrivacyRecipe:
         return ProgressiveSchedule.from_hparams(hparams).at(iteration)
 
     def train_step(
-        self, objects: DeepPrivacyObjects, crops: CropSet, batch: CropSelection, stage: tuple[int, float], hparams: DeepPrivacyHparams,
-        generator_config: Mapping[str, Any], generator: torch.Generator, device: torch.device, use_amp: bool,
+        self,
+        objects: DeepPrivacyObjects,
+        crops: CropSet,
+        batch: CropSelection,
+        stage: tuple[int, float],
+        hparams: DeepPrivacyHparams,
+        generator_config: Mapping[str, Any],
+        generator: torch.Generator,
+        device: torch.device,
+        use_amp: bool,
     ) -> dict[str, float]:
         """One WGAN-GP critic step and one generator step."""
         resolution, alpha = stage
         tensors = make_batch(batch, crops.resolution, resolution, alpha, hparams.model.input_blocking, generator, device)
         return train_step(objects, tensors, hparams, alpha, generator, use_amp)
 
-    def sample_face_inputs(self, hparams: DeepPrivacyHparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def sample_face_inputs(
+        self, hparams: DeepPrivacyHparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         """Latent noise maps (and the noise fill when the input blocking is noise)."""
         s = hparams.model.start_resolution
         inputs = {"latent": rng.standard_normal((hparams.model.latent_channels, s, s)).astype(np.float32)}
@@ -231,8 +246,15 @@ class DeepPrivacyRecipe:
         return inputs
 
     def generate(
-        self, generator: DeepPrivacyGenerator, hparams: DeepPrivacyHparams, generator_config: Mapping[str, Any], crops: Sequence[FaceCrop],
-        inputs: Sequence[Mapping[str, np.ndarray]], alpha: float, device: torch.device, use_amp: bool,
+        self,
+        generator: DeepPrivacyGenerator,
+        hparams: DeepPrivacyHparams,
+        generator_config: Mapping[str, Any],
+        crops: Sequence[FaceCrop],
+        inputs: Sequence[Mapping[str, np.ndarray]],
+        alpha: float,
+        device: torch.device,
+        use_amp: bool,
     ) -> np.ndarray:
         """Generate a face into each crop's blocked box."""
         resolution = crops[0].pixels.shape[0]

@@ -94,8 +94,10 @@ def _head_points_inside(points: np.ndarray, face: FaceBox) -> int:
     head = points[:5]
     inside = (
         (head[:, 2] > 0)
-        & (head[:, 0] >= face.x - margin_x) & (head[:, 0] <= face.x + face.w + margin_x)
-        & (head[:, 1] >= face.y - margin_y) & (head[:, 1] <= face.y + face.h + margin_y)
+        & (head[:, 0] >= face.x - margin_x)
+        & (head[:, 0] <= face.x + face.w + margin_x)
+        & (head[:, 1] >= face.y - margin_y)
+        & (head[:, 1] <= face.y + face.h + margin_y)
     )
     return int(inside.sum())
 
@@ -221,5 +223,7 @@ def build_keypoint_source(name: str = "auto", device: str = "cpu") -> KeypointSo
     try:
         return MTCNNSource(device)
     except SafefakesError:
-        LOGGER.warning("no keypoint detector available (no Keypoint R-CNN weights in the hub cache, no facenet-pytorch): faces without dataset keypoints get no pose")
+        LOGGER.warning(
+            "no keypoint detector available (no Keypoint R-CNN weights in the hub cache, no facenet-pytorch): faces without dataset keypoints get no pose"
+        )
         return NoKeypoints()

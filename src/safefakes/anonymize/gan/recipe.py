@@ -99,8 +99,16 @@ class GanRecipe(Protocol):
         ...
 
     def train_step(
-        self, objects: Any, crops: CropSet, batch: CropSelection, stage: tuple[int, float], hparams: GanHparams,
-        generator_config: Mapping[str, Any], generator: torch.Generator, device: torch.device, use_amp: bool,
+        self,
+        objects: Any,
+        crops: CropSet,
+        batch: CropSelection,
+        stage: tuple[int, float],
+        hparams: GanHparams,
+        generator_config: Mapping[str, Any],
+        generator: torch.Generator,
+        device: torch.device,
+        use_amp: bool,
     ) -> dict[str, float]:
         """One optimization step on ``batch``; everything random is drawn from ``generator``. Returns the logged losses."""
         ...
@@ -110,8 +118,15 @@ class GanRecipe(Protocol):
         ...
 
     def generate(
-        self, generator: nn.Module, hparams: GanHparams, generator_config: Mapping[str, Any], crops: Sequence[FaceCrop],
-        inputs: Sequence[Mapping[str, np.ndarray]], alpha: float, device: torch.device, use_amp: bool,
+        self,
+        generator: nn.Module,
+        hparams: GanHparams,
+        generator_config: Mapping[str, Any],
+        crops: Sequence[FaceCrop],
+        inputs: Sequence[Mapping[str, np.ndarray]],
+        alpha: float,
+        device: torch.device,
+        use_amp: bool,
     ) -> np.ndarray:
         """Faces for a chunk of prepared crops (box blocked; keypoints in crop units or None): ``(B, r, r, 3)`` uint8 BGR."""
         ...

@@ -226,9 +226,7 @@ class InpaintingGenerator(nn.Module):
         widths = self.encoder.widths
         # Decoder level i upsamples level i's features (concatenated with the skip of level i, except at
         # the bottleneck) to level i-1's side and width; level 0 ends in RGB.
-        self.decoder = nn.ModuleList(
-            up_block(widths[i] * (1 if i == len(widths) - 1 else 2), widths[i - 1]) for i in range(len(widths) - 1, 0, -1)
-        )
+        self.decoder = nn.ModuleList(up_block(widths[i] * (1 if i == len(widths) - 1 else 2), widths[i - 1]) for i in range(len(widths) - 1, 0, -1))
         self.to_rgb = nn.Sequential(
             nn.ConvTranspose2d(widths[0] * (2 if len(widths) > 1 else 1), IMAGE_CHANNELS, RESAMPLE_KERNEL, RESAMPLE_STRIDE, RESAMPLE_PADDING),
             nn.Tanh(),

@@ -191,19 +191,36 @@ class Sun2018Recipe:
         return hparams.model.resolution, 1.0
 
     def train_step(
-        self, objects: Sun2018Objects, crops: CropSet, batch: CropSelection, stage: tuple[int, float], hparams: Sun2018Hparams,
-        generator_config: Mapping[str, Any], generator: torch.Generator, device: torch.device, use_amp: bool,
+        self,
+        objects: Sun2018Objects,
+        crops: CropSet,
+        batch: CropSelection,
+        stage: tuple[int, float],
+        hparams: Sun2018Hparams,
+        generator_config: Mapping[str, Any],
+        generator: torch.Generator,
+        device: torch.device,
+        use_amp: bool,
     ) -> dict[str, float]:
         """Both stages once on ``batch`` (nothing random to draw from ``generator``)."""
         return train_step(objects, make_batch(batch, crops.resolution, device), hparams, use_amp)
 
-    def sample_face_inputs(self, hparams: Sun2018Hparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def sample_face_inputs(
+        self, hparams: Sun2018Hparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         """Nothing: Sun2018's generator is deterministic given the blocked crop and the landmarks."""
         return {}
 
     def generate(
-        self, generator: Sun2018Generator, hparams: Sun2018Hparams, generator_config: Mapping[str, Any], crops: Sequence[FaceCrop],
-        inputs: Sequence[Mapping[str, np.ndarray]], alpha: float, device: torch.device, use_amp: bool,
+        self,
+        generator: Sun2018Generator,
+        hparams: Sun2018Hparams,
+        generator_config: Mapping[str, Any],
+        crops: Sequence[FaceCrop],
+        inputs: Sequence[Mapping[str, np.ndarray]],
+        alpha: float,
+        device: torch.device,
+        use_amp: bool,
     ) -> np.ndarray:
         """Paint a head into each crop's box from its landmarks, or from Stage I's when the crop has none."""
         resolution = crops[0].pixels.shape[0]

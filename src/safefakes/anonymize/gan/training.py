@@ -63,8 +63,16 @@ def iteration_generators(seed: int, iteration: int) -> tuple[np.random.Generator
 
 
 def write_gan_checkpoint(
-    path: Path, gan: str, generator: nn.Module, hparams: GanHparams, iteration: int, resolution: int, alpha: float, seed: int,
-    generator_config: Mapping[str, Any] | None = None, train_set: str = "",
+    path: Path,
+    gan: str,
+    generator: nn.Module,
+    hparams: GanHparams,
+    iteration: int,
+    resolution: int,
+    alpha: float,
+    seed: int,
+    generator_config: Mapping[str, Any] | None = None,
+    train_set: str = "",
 ) -> None:
     """Write a generator checkpoint atomically (weights, hyper-parameters, iteration, resolution reached)."""
     payload = {
@@ -114,8 +122,14 @@ def load_gan_checkpoint(path: str | Path, expected_gan: str | None = None) -> Ga
         raise SafefakesError(f"{path} is a {payload['gan']} checkpoint, not {expected_gan}")
     hparams = get_recipe(payload["gan"]).parse_hparams(json.loads(payload["hparams_json"]))
     return GanCheckpoint(
-        payload["gan"], hparams, json.loads(payload["generator_config_json"]), payload["generator"], int(payload["iteration"]),
-        int(payload["resolution"]), float(payload["alpha"]), str(payload.get("train_set", "")),
+        payload["gan"],
+        hparams,
+        json.loads(payload["generator_config_json"]),
+        payload["generator"],
+        int(payload["iteration"]),
+        int(payload["resolution"]),
+        float(payload["alpha"]),
+        str(payload.get("train_set", "")),
     )
 
 
@@ -194,13 +208,29 @@ def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Pa
         if iteration % train.log_every == 0 or iteration == total:
             resolution, alpha = stage
             rate = train.batch_size / max(now - tick, 1e-9)
-            log.append({"iteration": iteration, "resolution": resolution, "alpha": f"{alpha:.4f}", **{k: f"{v:.6g}" for k, v in terms.items()}, "images_per_s": f"{rate:.2f}"})
+            log.append(
+                {
+                    "iteration": iteration,
+                    "resolution": resolution,
+                    "alpha": f"{alpha:.4f}",
+                    **{k: f"{v:.6g}" for k, v in terms.items()},
+                    "images_per_s": f"{rate:.2f}",
+                }
+            )
         tick = now
         if iteration in checkpoint_paths:
             resolution, alpha = stage
             write_gan_checkpoint(
-                checkpoint_paths[iteration], request.gan, objects.generator, hparams, iteration, resolution, alpha, request.seed,
-                generator_config, crops.source,
+                checkpoint_paths[iteration],
+                request.gan,
+                objects.generator,
+                hparams,
+                iteration,
+                resolution,
+                alpha,
+                request.seed,
+                generator_config,
+                crops.source,
             )
         if iteration in checkpoint_paths or iteration % train.state_every == 0:
             save_state(state_path, objects, iteration, fingerprint, state_format=GAN_STATE_FORMAT)
