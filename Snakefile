@@ -19,6 +19,7 @@ configfile: "config.yaml"
 shell.prefix(f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
+include: "workflow/rules/paths.smk"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/anonymize.smk"

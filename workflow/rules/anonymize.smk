@@ -6,7 +6,7 @@ rule anonymize_train:
         root=original_root(),
         checkpoint=anonymize_checkpoint_input,
     output:
-        directory("results/anonymized/{method}"),
+        directory(PATHS["anonymized"]),
     params:
         method=lambda wildcards: dataset_method(wildcards.method),
         method_args=method_param_args,

@@ -1,4 +1,5 @@
-# Shared helpers: config validation, dataset locations, wildcard constraints, targets.
+# Shared helpers: config validation, constants, wildcard constraints, run planning, input functions, targets
+# (result paths are named in paths.smk).
 # Paths are built with pathlib / Snakemake patterns, never by string concatenation.
 
 import json
@@ -115,18 +116,8 @@ wildcard_constraints:
     scenario="|".join(SCENARIOS),
 
 
-def original_root():
-    """The untouched dataset in the official WIDER FACE layout (synthetic or real)."""
-    if SOURCE == "synthetic":
-        return "results/data/synthetic"
-    return config["dataset"]["wider"]["root"]
 
 
-def ground_truth_dir():
-    """The folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat."""
-    if SOURCE == "synthetic":
-        return str(Path(original_root()) / "ground_truth")
-    return config["dataset"]["wider"]["ground_truth"]
 
 
 def wider_archive_args():
@@ -156,9 +147,6 @@ def dataset_checkpoint(name):
     return None
 
 
-def gan_checkpoint_path(gan, train_set, iterations):
-    """Where one GAN checkpoint lands."""
-    return f"results/gans/{gan}/{train_set}/iter_{iterations}.pt"
 
 
 def method_params(name):
@@ -192,9 +180,6 @@ def detector_hparams(wildcards):
     return shlex.quote(json.dumps(sections, sort_keys=True))
 
 
-def detector_checkpoint(detector, method, iterations):
-    """Where one detector checkpoint lands."""
-    return f"results/models/{detector}/{method}/iter_{iterations}.pt"
 
 
 def previous_detector_checkpoint(wildcards):
@@ -209,15 +194,8 @@ def detector_run_length(wildcards):
     return max(points) if int(wildcards.iterations) in points else int(wildcards.iterations)
 
 
-def evaluation_json(detector, method, iterations):
-    """Where the APs of one trained detector land."""
-    return f"results/eval/{detector}/{method}/iter_{iterations}.json"
 
 
-def identities_root():
-    """The identity set of the re-identification test."""
-    identities = config["privacy"]["reid"]["identities"]
-    return "results/data/identities" if identities == "synthetic" else identities
 
 
 def reid_runs():
@@ -226,7 +204,10 @@ def reid_runs():
     for method, strengths in config["privacy"]["reid"]["sweeps"].items():
         if method in METHODS:
             runs += [(method, f"{strength:g}") for strength in strengths]
-    return [(f"results/reid/{method}/{strength}.csv", f"results/reid/{method}/{strength}_scores.csv") for method, strength in runs]
+    return [
+        (PATHS["reid_summary"].format(method=method, strength=strength), PATHS["reid_scores"].format(method=method, strength=strength))
+        for method, strength in runs
+    ]
 
 
 REID_RUNS = reid_runs()
@@ -252,33 +233,21 @@ def frontier_ap_inputs(wildcards):
 
 def all_targets():
     """Every figure and table of the configured study."""
-    targets = []
-    for detector in DETECTORS:
-        targets += [
-            f"results/figures/fig4_{detector}.png",
-            f"results/figures/fig4_{detector}.csv",
-            f"results/figures/fig6_{detector}.png",
-            f"results/figures/fig6_{detector}.csv",
-            f"results/figures/privacy_utility_{detector}.png",
-        ]
-    targets += [f"results/figures/detectability_{detector}.{ext}" for detector in DETECTABILITY_DETECTORS for ext in ("png", "csv")]
+    per_detector = ["fig4_png", "fig4_csv", "fig6_png", "fig6_csv", "frontier"]
+    targets = [PATHS[name].format(detector=detector) for detector in DETECTORS for name in per_detector]
+    targets += [PATHS[name].format(detector=detector) for detector in DETECTABILITY_DETECTORS for name in ("detectability_png", "detectability_csv")]
     if "original" in METHODS:
-        targets += [f"results/tables/paper_checks_{PRIVACY_DETECTOR}.{ext}" for ext in ("csv", "md")]
+        targets += [PATHS[name].format(detector=PRIVACY_DETECTOR) for name in ("paper_checks_csv", "paper_checks_md")]
     if SOURCE == "synthetic" or config["dataset"].get("wider", {}).get("ground_truth"):
-        targets += ["results/figures/face_sizes.png", "results/figures/face_sizes.csv"]
-    targets += [f"results/figures/det_{scenario}.png" for scenario in SCENARIOS]
-    targets.append("results/figures/fig1_examples.png")
+        targets += [PATHS["face_sizes_png"], PATHS["face_sizes_csv"]]
+    targets += [PATHS["det_curve"].format(scenario=scenario) for scenario in SCENARIOS]
+    targets.append(PATHS["fig1"])
     if GAN_METHODS:
-        targets += ["results/figures/keypoint_coverage.png", "results/figures/keypoint_coverage.csv"]
+        targets += [PATHS["coverage_png"], PATHS["coverage_csv"]]
     for figure in ("fig7", "fig9"):
         if GANS.get(figure):
-            targets += [f"results/figures/{figure}_{detector}.{ext}" for detector in FIGURE_DETECTORS for ext in ("png", "csv")]
-    targets += [
-        "results/tables/reid.csv",
-        "results/tables/table2_metric_correlation.csv",
-        "results/tables/table2_metric_correlation.png",
-        "results/figures/table2_scatter.png",
-    ]
+            targets += [PATHS[f"{figure}_{ext}"].format(detector=detector) for detector in FIGURE_DETECTORS for ext in ("png", "csv")]
+    targets += [PATHS[name] for name in ("reid_table", "table2_csv", "table2_png", "table2_scatter")]
     return targets
 
 
@@ -315,14 +284,8 @@ for _detector in [PRIVACY_DETECTOR, *DETECTABILITY_DETECTORS, *GANS.get("figure_
                          "and the GAN figures read all of them")
 
 
-def anonymized_val_root(method):
-    """The validation split as ``method`` left it (the untouched data for `original`)."""
-    return original_root() if method == "original" else f"results/anonymized_val/{method}"
 
 
-def detectability_json(detector, method):
-    """APs of the detector trained on original data, on the validation split anonymized by ``method``."""
-    return f"results/detectability/{detector}/{method}.json"
 
 
 def face_size_sources():
@@ -357,10 +320,6 @@ CONDA_ENV = "../../envs/safefakes.yaml"
 # GAN training sets, runs and figures (rules in gans.smk).
 
 
-def gan_train_set_path(wildcards):
-    """The folder a GAN training set reads: a synthetic set made by `gan_synthetic_set`, or a configured path."""
-    spec = GANS["train_sets"][wildcards.train_set]
-    return f"results/data/gan_synthetic/{spec['synthetic']}" if "synthetic" in spec else spec["path"]
 
 
 def gan_max_faces_arg(wildcards):

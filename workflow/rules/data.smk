@@ -5,7 +5,7 @@ if SOURCE == "synthetic":
 
     rule synth_dataset:
         output:
-            directory("results/data/synthetic"),
+            directory(PATHS["synthetic"]),
         params:
             images=config["dataset"]["synthetic"]["train_images"] + config["dataset"]["synthetic"]["val_images"],
             val_images=config["dataset"]["synthetic"]["val_images"],

@@ -6,15 +6,15 @@ rule train_detector:
     # previous one left in results/train_state (so Fig. 6's points cost one run, and a preempted or killed
     # job continues where it stopped).
     input:
-        data="results/anonymized/{method}",
+        data=PATHS["anonymized"],
         previous=previous_detector_checkpoint,
     output:
-        "results/models/{detector}/{method}/iter_{iterations}.pt",
+        PATHS["detector_checkpoint"],
     params:
         hparams=detector_hparams,
         run_length=detector_run_length,
         checkpoints=subpath(output[0], parent=True),
-        state_dir="results/train_state/{detector}/{method}",
+        state_dir=PATHS["train_state"],
         seed=config["training"]["seed"],
         device=config["training"]["device"],
     conda:
@@ -40,7 +40,7 @@ rule predict_val:
         checkpoint=rules.train_detector.output[0],
         root=original_root(),
     output:
-        directory("results/predictions/{detector}/{method}/iter_{iterations}"),
+        directory(PATHS["predictions"]),
     params:
         hparams=detector_hparams,
         device=config["training"]["device"],
@@ -62,13 +62,13 @@ rule predict_val:
 
 rule evaluate_val:
     input:
-        predictions="results/predictions/{detector}/{method}/iter_{iterations}",
+        predictions=PATHS["predictions"],
         # The ground truth lies inside the dataset folder for synthetic data: depend on the folder.
         root=original_root(),
     output:
-        ap="results/eval/{detector}/{method}/iter_{iterations}.json",
-        curves="results/eval/{detector}/{method}/iter_{iterations}_pr.csv",
-        plot="results/eval/{detector}/{method}/iter_{iterations}_pr.png",
+        ap=PATHS["evaluation"],
+        curves=PATHS["pr_curves"],
+        plot=PATHS["pr_plot"],
     params:
         ground_truth=ground_truth_dir(),
     conda:
@@ -93,7 +93,7 @@ rule anonymize_val:
         root=original_root(),
         checkpoint=anonymize_checkpoint_input,
     output:
-        directory("results/anonymized_val/{method}"),
+        directory(PATHS["anonymized_val"]),
     params:
         method=lambda wildcards: dataset_method(wildcards.method),
         method_args=method_param_args,
@@ -121,11 +121,11 @@ rule detectability:
     # against the untouched ground truth (prediction and evaluation in one job: one start-up).
     input:
         checkpoint=lambda wildcards: detector_checkpoint(wildcards.detector, "original", final_iteration(wildcards.detector)),
-        root="results/anonymized_val/{method}",
+        root=PATHS["anonymized_val"],
         truth=original_root(),
     output:
-        ap="results/detectability/{detector}/{method}.json",
-        predictions=temp(directory("results/detectability/{detector}/{method}_predictions")),
+        ap=PATHS["detectability"],
+        predictions=temp(directory(PATHS["detectability_predictions"])),
     params:
         hparams=detector_hparams,
         ground_truth=ground_truth_dir(),

@@ -6,7 +6,7 @@ rule gan_synthetic_set:
     # A synthetic WIDER FACE made only for training anonymizers (its own seed, so other scenes and
     # faces than the detector's data: Safe Fakes trains anonymizers and detectors on different sets).
     output:
-        directory("results/data/gan_synthetic/{synthetic_set}"),
+        directory(PATHS["gan_synthetic"]),
     params:
         images=lambda wildcards: GANS["synthetic_sets"][wildcards.synthetic_set]["images"],
         image_width=lambda wildcards: GANS["synthetic_sets"][wildcards.synthetic_set]["image_width"],
@@ -36,12 +36,12 @@ rule train_gan:
         train_set=gan_train_set_path,
         previous=previous_gan_checkpoint,
     output:
-        "results/gans/{gan}/{train_set}/iter_{iterations}.pt",
+        PATHS["gan_checkpoint"],
     params:
         hparams=gan_hparams,
         max_faces=gan_max_faces_arg,
         checkpoints=subpath(output[0], parent=True),
-        state_dir="results/gan_state/{gan}/{train_set}",
+        state_dir=PATHS["gan_state"],
         seed=GANS.get("seed", 0),
         device=GANS.get("device", "auto"),
     conda:
@@ -65,9 +65,9 @@ rule train_gan:
 rule fig1:
     input:
         original=original_root(),
-        anonymized=expand("results/anonymized/{method}", method=METHODS),
+        anonymized=expand(PATHS["anonymized"], method=METHODS),
     output:
-        report("results/figures/fig1_examples.png", caption="../report/fig1.rst", category="Fig. 1: examples"),
+        report(PATHS["fig1"], caption="../report/fig1.rst", category="Fig. 1: examples"),
     params:
         # The untouched images come from --original; every other method from its anonymized copy.
         results=" ".join(f"--result {shlex.quote(f'{method}=results/anonymized/{method}')}" for method in ANONYMIZED_METHODS),
@@ -87,10 +87,10 @@ rule fig1:
 
 rule keypoint_coverage:
     input:
-        expand("results/anonymized/{method}", method=GAN_METHODS),
+        expand(PATHS["anonymized"], method=GAN_METHODS),
     output:
-        png=report("results/figures/keypoint_coverage.png", caption="../report/coverage.rst", category="Fig. 1: examples"),
-        csv="results/figures/keypoint_coverage.csv",
+        png=report(PATHS["coverage_png"], caption="../report/coverage.rst", category="Fig. 1: examples"),
+        csv=PATHS["coverage_csv"],
     params:
         manifests=" ".join(f"--manifest {shlex.quote(f'{method}=results/anonymized/{method}/manifest.json')}" for method in GAN_METHODS),
     conda:
@@ -111,8 +111,8 @@ rule fig7:
     input:
         unpack(fig7_inputs),
     output:
-        png=report("results/figures/fig7_{detector}.png", caption="../report/fig7.rst", category="Fig. 7: anonymizer training set"),
-        csv="results/figures/fig7_{detector}.csv",
+        png=report(PATHS["fig7_png"], caption="../report/fig7.rst", category="Fig. 7: anonymizer training set"),
+        csv=PATHS["fig7_csv"],
     params:
         results=result_args,
         faces=fig7_face_args,
@@ -136,8 +136,8 @@ rule fig9:
         unpack(fig9_inputs),
         references=lambda wildcards: [evaluation_json(wildcards.detector, "original", gan_figure_iteration(wildcards.detector))] if "original" in METHODS else [],
     output:
-        png=report("results/figures/fig9_{detector}.png", caption="../report/fig9.rst", category="Fig. 9: anonymizer iterations"),
-        csv="results/figures/fig9_{detector}.csv",
+        png=report(PATHS["fig9_png"], caption="../report/fig9.rst", category="Fig. 9: anonymizer iterations"),
+        csv=PATHS["fig9_csv"],
     params:
         results=lambda wildcards, input: " ".join(
             f"--result {shlex.quote(f'{key}={path}')}" for key, path in input.items() if key != "references"

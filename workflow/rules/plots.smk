@@ -5,8 +5,8 @@ rule fig4:
     input:
         unpack(fig4_inputs),
     output:
-        png=report("results/figures/fig4_{detector}.png", caption="../report/fig4.rst", category="Fig. 4: AP per method"),
-        csv="results/figures/fig4_{detector}.csv",
+        png=report(PATHS["fig4_png"], caption="../report/fig4.rst", category="Fig. 4: AP per method"),
+        csv=PATHS["fig4_csv"],
     params:
         results=result_args,
         iterations=lambda wildcards: final_iteration(wildcards.detector),
@@ -29,8 +29,8 @@ rule fig6:
     input:
         unpack(fig6_inputs),
     output:
-        png=report("results/figures/fig6_{detector}.png", caption="../report/fig6.rst", category="Fig. 6: training length"),
-        csv="results/figures/fig6_{detector}.csv",
+        png=report(PATHS["fig6_png"], caption="../report/fig6.rst", category="Fig. 6: training length"),
+        csv=PATHS["fig6_csv"],
     params:
         results=result_args,
     conda:
@@ -52,8 +52,8 @@ rule detectability_figure:
     input:
         unpack(detectability_inputs),
     output:
-        png=report("results/figures/detectability_{detector}.png", caption="../report/detectability.rst", category="Detectability"),
-        csv="results/figures/detectability_{detector}.csv",
+        png=report(PATHS["detectability_png"], caption="../report/detectability.rst", category="Detectability"),
+        csv=PATHS["detectability_csv"],
     params:
         results=result_args,
         iterations=lambda wildcards: final_iteration(wildcards.detector),
@@ -79,8 +79,8 @@ rule face_sizes:
         root=original_root(),
         reference=config["dataset"].get("reference_ground_truth", []),
     output:
-        png=report("results/figures/face_sizes.png", caption="../report/face_sizes.rst", category="Data"),
-        csv="results/figures/face_sizes.csv",
+        png=report(PATHS["face_sizes_png"], caption="../report/face_sizes.rst", category="Data"),
+        csv=PATHS["face_sizes_csv"],
     params:
         sources=lambda wildcards: face_size_sources(),
     conda:
@@ -100,12 +100,14 @@ rule face_sizes:
 rule paper_checks:
     # The paper's findings checked on the privacy detector's own tables (the demo's main detector).
     input:
-        fig4="results/figures/fig4_{detector}.csv",
-        fig6="results/figures/fig6_{detector}.csv",
-        detectability=lambda wildcards: [f"results/figures/detectability_{wildcards.detector}.csv"] if wildcards.detector in DETECTABILITY_DETECTORS else [],
+        fig4=PATHS["fig4_csv"],
+        fig6=PATHS["fig6_csv"],
+        detectability=lambda wildcards: (
+            [PATHS["detectability_csv"].format(detector=wildcards.detector)] if wildcards.detector in DETECTABILITY_DETECTORS else []
+        ),
     output:
-        csv="results/tables/paper_checks_{detector}.csv",
-        md="results/tables/paper_checks_{detector}.md",
+        csv=PATHS["paper_checks_csv"],
+        md=PATHS["paper_checks_md"],
     params:
         detectability=lambda wildcards, input: f"--detectability {input.detectability[0]}" if input.detectability else "",
     conda:

@@ -5,9 +5,9 @@
 rule image_metrics:
     input:
         original=original_root(),
-        anonymized="results/anonymized/{method}",
+        anonymized=PATHS["anonymized"],
     output:
-        "results/metrics/{method}.json",
+        PATHS["metrics"],
     params:
         metrics=metric_selection_args(),
         max_faces=config["privacy"]["metrics"]["max_faces"],
@@ -28,12 +28,12 @@ rule image_metrics:
 
 rule table2:
     input:
-        metrics=expand("results/metrics/{method}.json", method=ANONYMIZED_METHODS),
+        metrics=expand(PATHS["metrics"], method=ANONYMIZED_METHODS),
         ap=[evaluation_json(PRIVACY_DETECTOR, method, final_iteration(PRIVACY_DETECTOR)) for method in ANONYMIZED_METHODS],
     output:
-        csv="results/tables/table2_metric_correlation.csv",
-        png=report("results/tables/table2_metric_correlation.png", caption="../report/table2.rst", category="Table II: metrics"),
-        scatter=report("results/figures/table2_scatter.png", caption="../report/table2.rst", category="Table II: metrics"),
+        csv=PATHS["table2_csv"],
+        png=report(PATHS["table2_png"], caption="../report/table2.rst", category="Table II: metrics"),
+        scatter=report(PATHS["table2_scatter"], caption="../report/table2.rst", category="Table II: metrics"),
     params:
         methods=" ".join(ANONYMIZED_METHODS),
         gan_methods=" ".join(GAN_METHODS),
@@ -56,7 +56,7 @@ rule table2:
 
 rule synth_identities:
     output:
-        directory("results/data/identities"),
+        directory(PATHS["identities"]),
     params:
         identities=config["privacy"]["reid"].get("synthetic", {}).get("identities", 12),
         photos=config["privacy"]["reid"].get("synthetic", {}).get("photos", 4),
@@ -81,8 +81,8 @@ rule reid:
         identities=identities_root(),
         checkpoint=anonymize_checkpoint_input,
     output:
-        summary="results/reid/{method}/{strength}.csv",
-        scores="results/reid/{method}/{strength}_scores.csv",
+        summary=PATHS["reid_summary"],
+        scores=PATHS["reid_scores"],
     params:
         strength=strength_arg,
         method_args=method_param_args,
@@ -106,7 +106,7 @@ rule reid_table:
     input:
         [summary for summary, _ in REID_RUNS],
     output:
-        report("results/tables/reid.csv", caption="../report/reid.rst", category="Re-identification"),
+        report(PATHS["reid_table"], caption="../report/reid.rst", category="Re-identification"),
     conda:
         CONDA_ENV
     log:
@@ -125,7 +125,7 @@ rule det_curves:
     input:
         [scores for _, scores in REID_RUNS],
     output:
-        report("results/figures/det_{scenario}.png", caption="../report/reid.rst", category="Re-identification"),
+        report(PATHS["det_curve"], caption="../report/reid.rst", category="Re-identification"),
     conda:
         CONDA_ENV
     log:
@@ -142,10 +142,10 @@ rule det_curves:
 
 rule privacy_utility:
     input:
-        reid="results/tables/reid.csv",
+        reid=PATHS["reid_table"],
         ap=frontier_ap_inputs,
     output:
-        report("results/figures/privacy_utility_{detector}.png", caption="../report/frontier.rst", category="Privacy-utility frontier"),
+        report(PATHS["frontier"], caption="../report/frontier.rst", category="Privacy-utility frontier"),
     params:
         labels=lambda wildcards: " ".join(detector_methods(wildcards.detector)),
     conda:
