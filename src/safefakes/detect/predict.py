@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,13 +123,25 @@ def predict(
     configure_inference = get_detector(detector.name).configure_inference
     if configure_inference is not None:
         configure_inference(detector.model, predict_hparams)
+    LOGGER.info("predicting %s images with %s (iteration %d) on %s", split, detector.name, detector.iteration, detector.device)
+    return predict_split(lambda image: detect(detector, image, config), wider_root, out_dir, split, detector.name)
+
+
+def predict_split(
+    detect_image: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    wider_root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    split: str,
+    name: str,
+) -> int:
+    """Run ``detect_image`` (RGB image -> x1 y1 x2 y2 boxes, scores) on every image of ``split`` and write one WIDER
+    prediction file per image into ``out_dir`` (replaced atomically); returns the number of images."""
     layout = WiderLayout(Path(wider_root))
     annotations, _ = load_split(wider_root, split)
     if not annotations:
         raise SafefakesError(f"no images listed in {layout.annotation_file(split)}")
-    LOGGER.info("predicting %d %s images with %s (iteration %d) on %s", len(annotations), split, detector.name, detector.iteration, detector.device)
     with atomic_directory(out_dir) as tmp:
-        for annotation in progress(annotations, desc=f"predict {detector.name}", unit="img"):
-            boxes, scores = detect(detector, read_image_rgb(layout.image_path(split, annotation.name)), config)
+        for annotation in progress(annotations, desc=f"predict {name}", unit="img"):
+            boxes, scores = detect_image(read_image_rgb(layout.image_path(split, annotation.name)))
             write_predictions(tmp, annotation.name, np.round(xyxy_to_xywh(boxes), BOX_DECIMALS), np.round(scores.astype(np.float64), SCORE_DECIMALS))
     return len(annotations)

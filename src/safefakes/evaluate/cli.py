@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--pred", required=True, type=Path, metavar="PRED_DIR", help="prediction folder")
     parser.add_argument("--gt", required=True, type=Path, metavar="GT_DIR", help="folder with the four ground-truth .mat files")
+    parser.add_argument(
+        "--images-of", type=Path, metavar="ROOT",
+        help="score only the validation images present in this WIDER root (a subset, e.g. 115 of the 3,226); images outside it are not counted as missed",
+    )
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the AP JSON to FILE")
     parser.add_argument("--curves", type=Path, metavar="CSV", help="write the PR curves (setting, threshold, precision, recall)")
     parser.add_argument(
@@ -52,6 +56,18 @@ def _parse_config(text: str | None):
     return EvaluationConfig.from_dict(values)
 
 
+def present_images(root: Path, split: str = "val") -> list[tuple[str, str]]:
+    """``(event, stem)`` of the images of ``split`` that a WIDER root lists and holds."""
+    from safefakes.data.wider import WiderLayout, load_split
+
+    layout = WiderLayout(root)
+    annotations, _ = load_split(root, split)
+    keys = [(Path(a.name).parent.name, Path(a.name).stem) for a in annotations if layout.image_path(split, a.name).is_file()]
+    if not keys:
+        raise SafefakesError(f"--images-of {root}: no {split} image of its annotation file is there")
+    return keys
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """``safefakes evaluate``: read the ground truth and predictions, evaluate, print and write the results."""
     from safefakes.data.ground_truth import load_ground_truth
@@ -60,6 +76,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     config = _parse_config(args.config)
     ground_truth = load_ground_truth(args.gt)
+    if args.images_of:
+        ground_truth = ground_truth.subset(present_images(args.images_of))
     predictions = read_predictions(args.pred, ground_truth.keys())
     started = time.perf_counter()
     result = evaluate(ground_truth, predictions, config)
