@@ -30,7 +30,7 @@ TINY_CONFIG = {
     "anonymize": {"seed": 0, "workers": 1, "methods": {"original": {}, "blackout": {}, "deepprivacy": {}}},
     "training": {"seed": 0, "device": "cpu", "iterations": [2, 4]},
     "detectors": {"faster_rcnn": DEMO_DETECTORS["faster_rcnn"]},
-    "detectability": {"detectors": ["faster_rcnn"]},
+    "detectability": {"detectors": ["faster_rcnn"], "pretrained": ["centerface"]},
     "privacy": {
         "detector": "faster_rcnn",
         "metrics": {"names": ["l1", "l2", "ssim", "fid_face", "lpips", "fid"], "max_faces": 20},
@@ -159,6 +159,7 @@ def test_whole_dag_on_a_tiny_config(tmp_path: Path) -> None:
         "figures/fig7_faster_rcnn.png",
         "figures/fig9_faster_rcnn.png",
         "figures/detectability_faster_rcnn.png",
+        "figures/detectability_pretrained.png",
         "figures/face_sizes.png",
     ):
         assert (results / target).stat().st_size > 0, target
@@ -185,6 +186,8 @@ def test_whole_dag_on_a_tiny_config(tmp_path: Path) -> None:
     original = detectability.set_index("method").loc["original"]
     assert original["easy"] == fig4.set_index("method").loc["original", "easy"]
     assert (results / "anonymized_val" / "blackout" / "manifest.json").is_file()
+    pretrained = pd.read_csv(results / "figures" / "detectability_pretrained.csv")
+    assert set(pretrained["detector"]) == {"centerface"} and list(pretrained["method"]) == ["original", "blackout", "deepprivacy"]
     # The 4-iteration detector job continued the 2-iteration one's state (one run, two jobs).
     train_log = (results / "logs" / "train" / "faster_rcnn" / "original" / "iter_4.log").read_text()
     assert "resuming from" in train_log

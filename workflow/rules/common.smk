@@ -114,6 +114,7 @@ wildcard_constraints:
     iterations=r"\d+",
     strength=r"default|\d+(\.\d+)?",
     scenario="|".join(SCENARIOS),
+    pretrained="centerface|mtcnn|dlib_hog",
 
 
 
@@ -236,6 +237,8 @@ def all_targets():
     per_detector = ["fig4_png", "fig4_csv", "fig6_png", "fig6_csv", "frontier"]
     targets = [PATHS[name].format(detector=detector) for detector in DETECTORS for name in per_detector]
     targets += [PATHS[name].format(detector=detector) for detector in DETECTABILITY_DETECTORS for name in ("detectability_png", "detectability_csv")]
+    if PRETRAINED_DETECTORS:
+        targets += [PATHS["detectability_pretrained_png"], PATHS["detectability_pretrained_csv"]]
     if "original" in METHODS:
         targets += [PATHS[name].format(detector=PRIVACY_DETECTOR) for name in ("paper_checks_csv", "paper_checks_md")]
     if SOURCE == "synthetic" or config["dataset"].get("wider", {}).get("ground_truth"):
@@ -276,6 +279,8 @@ def fig6_inputs(wildcards):
 
 
 DETECTABILITY_DETECTORS = config.get("detectability", {}).get("detectors", [])
+#: Off-the-shelf detectors (weights inside pip packages) scored on every method's anonymized validation split.
+PRETRAINED_DETECTORS = config.get("detectability", {}).get("pretrained", [])
 for _detector in [PRIVACY_DETECTOR, *DETECTABILITY_DETECTORS, *GANS.get("figure_detectors", [])]:
     if _detector not in DETECTORS:
         raise ValueError(f"config: {_detector} is named in privacy, detectability or gans.figure_detectors but not in detectors")
@@ -306,6 +311,20 @@ def detectability_inputs(wildcards):
         inputs[method] = evaluation_json(wildcards.detector, "original", final_iteration(wildcards.detector)) if method == "original" \
             else detectability_json(wildcards.detector, method)
     return inputs
+
+
+def pretrained_result_args(wildcards, input):
+    """`--result DETECTOR/METHOD=JSON` of every off-the-shelf detector and method."""
+    return " ".join(f"--result {shlex.quote(f'{key}={path}')}" for key, path in input.items())
+
+
+def pretrained_detectability_inputs(wildcards):
+    """Per off-the-shelf detector and method, its APs on that method's anonymized validation split."""
+    return {
+        f"{pretrained}/{method}": PATHS["pretrained_detectability"].format(pretrained=pretrained, method=method)
+        for pretrained in PRETRAINED_DETECTORS
+        for method in METHODS
+    }
 
 
 def result_args(wildcards, input):

@@ -145,3 +145,31 @@ rule detectability:
         "(OMP_NUM_THREADS={threads} python -m safefakes predict --checkpoint {input.checkpoint} --wider-root {input.root} --split val"
         " --hparams {params.hparams} --out {output.predictions} --device {params.device}"
         " && python -m safefakes evaluate --pred {output.predictions} --gt {params.ground_truth} --out {output.ap}) > {log} 2>&1"
+
+
+rule detect_pretrained_val:
+    # An off-the-shelf detector (no training) on one method's anonymized validation split, scored against the
+    # untouched ground truth (prediction and evaluation in one job).
+    input:
+        root=lambda wildcards: anonymized_val_root(wildcards.method),
+        truth=original_root(),
+    output:
+        ap=PATHS["pretrained_detectability"],
+        predictions=temp(directory(PATHS["pretrained_predictions"])),
+    params:
+        ground_truth=ground_truth_dir(),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/detect_pretrained/{pretrained}/{method}.log",
+    benchmark:
+        "results/benchmarks/detect_pretrained/{pretrained}/{method}.tsv"
+    threads: 1
+    resources:
+        mem_mb=grows_with_attempt(4000),
+        runtime=grows_with_attempt(120),
+    shell:
+        "(OMP_NUM_THREADS={threads} python -m safefakes detect-pretrained --detector {wildcards.pretrained} --wider-root {input.root}"
+        " --split val --out {output.predictions}"
+        " && python -m safefakes evaluate --pred {output.predictions} --gt {params.ground_truth} --images-of {input.root} --out {output.ap})"
+        " > {log} 2>&1"

@@ -123,3 +123,25 @@ rule paper_checks:
     shell:
         "python -m safefakes paper-checks --detector {wildcards.detector} --fig4 {input.fig4} --fig6 {input.fig6} {params.detectability}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+
+
+rule detectability_pretrained:
+    input:
+        unpack(pretrained_detectability_inputs),
+    output:
+        png=report(PATHS["detectability_pretrained_png"], caption="../report/detectability.rst", category="Detectability"),
+        csv=PATHS["detectability_pretrained_csv"],
+    params:
+        results=pretrained_result_args,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figures/detectability_pretrained.log",
+    benchmark:
+        "results/benchmarks/figures/detectability_pretrained.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "python -m safefakes plot-detectability-pretrained {params.results} --out-png {output.png} --out-csv {output.csv} 2> {log}"

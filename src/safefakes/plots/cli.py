@@ -36,6 +36,21 @@ def _detectability(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detectability_pretrained(args: argparse.Namespace) -> int:
+    from safefakes.common.errors import SafefakesError
+    from safefakes.plots.figures import plot_detectability_pretrained, results_table
+
+    grouped: dict[str, dict[tuple[str, int], str]] = {}
+    for entry in args.result:
+        key, separator, path = entry.partition("=")
+        detector, slash, method = key.partition("/")
+        if not separator or not slash or not detector or not method or not path:
+            raise SafefakesError(f"--result {entry!r}: expected DETECTOR/METHOD=JSON")
+        grouped.setdefault(detector, {})[(method, 0)] = path
+    plot_detectability_pretrained({detector: results_table(results) for detector, results in grouped.items()}, args.out_png, args.out_csv)
+    return 0
+
+
 def _face_sizes(args: argparse.Namespace) -> int:
     from safefakes.plots.face_sizes import plot_face_sizes
     from safefakes.plots.gan_figures import parse_key_values
@@ -152,6 +167,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(detectability)
     detectability.add_argument("--iterations", type=int, default=None, help="training iterations of the detector")
     detectability.set_defaults(func=_detectability)
+    pretrained = subparsers.add_parser(
+        "plot-detectability-pretrained", help="off-the-shelf detectors' AP on the validation images as each method anonymized them"
+    )
+    pretrained.add_argument("--result", action="append", required=True, metavar="DETECTOR/METHOD=JSON", help="an evaluation JSON; repeat")
+    pretrained.add_argument("--out-png", required=True, help="figure to write")
+    pretrained.add_argument("--out-csv", required=True, help="the table behind the figure")
+    pretrained.set_defaults(func=_detectability_pretrained)
     face_sizes = subparsers.add_parser("plot-face-sizes", help="supplement Fig. 1: face size per difficulty, medians written on it")
     face_sizes.add_argument(
         "--ground-truth",

@@ -80,10 +80,14 @@ def save_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
 
 
-def ap_bars(table: pd.DataFrame, title: str, ylabel: str, reference_label: str) -> plt.Figure:
-    """Grouped bars of AP per difficulty for each method, mAP in the labels, the original's mAP dashed."""
+def ap_bars(table: pd.DataFrame, title: str, ylabel: str, reference_label: str, axis: plt.Axes | None = None) -> plt.Figure:
+    """Grouped bars of AP per difficulty for each method, mAP in the labels, the original's mAP dashed (on ``axis``,
+    or on a new figure)."""
     methods = list(table["method"])
-    figure, axis = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 2), 4.2))
+    if axis is None:
+        figure, axis = plt.subplots(figsize=(max(6.0, 1.1 * len(methods) + 2), 4.2))
+    else:
+        figure = axis.figure
     width = 0.8 / len(DIFFICULTIES)
     colors = {"easy": "#4c72b0", "medium": "#dd8452", "hard": "#55a868"}
     for offset, difficulty in enumerate(DIFFICULTIES):
@@ -145,6 +149,29 @@ def plot_fig6(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     figure.suptitle(f"{DETECTOR_LABELS.get(detector, detector)}: AP against detector training length")
+    figure.tight_layout()
+    save_figure(figure, out_png)
+
+
+def plot_detectability_pretrained(tables: dict[str, pd.DataFrame], out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
+    """Off-the-shelf detectors (one panel each) on the validation images as each method anonymized them; the CSV
+    has one row per (detector, method) with each AP as a share of the untouched images'."""
+    rows = []
+    for detector, table in tables.items():
+        methods = method_order(list(table["method"]))
+        table = table.set_index("method").loc[methods].reset_index()
+        if "original" in methods:
+            reference = table.loc[table["method"] == "original"].iloc[0]
+            for column in (*DIFFICULTIES, "mAP"):
+                table[f"{column}_share_of_original"] = table[column] / reference[column] if reference[column] > 0 else float("nan")
+        rows.append(table.drop(columns="iterations").assign(detector=detector))
+        tables[detector] = table
+    combined = pd.concat(rows, ignore_index=True)
+    save_table(combined[["detector", *[c for c in combined.columns if c != "detector"]]], out_csv)
+    width = max(6.0, 1.1 * max(len(t) for t in tables.values()) + 2)
+    figure, axes = plt.subplots(len(tables), 1, figsize=(width, 4.2 * len(tables)), squeeze=False)
+    for axis, (detector, table) in zip(axes[:, 0], tables.items()):
+        ap_bars(table, f"{detector} (pretrained, no training) on the anonymized validation images", "AP (%)", "mAP on untouched images", axis)
     figure.tight_layout()
     save_figure(figure, out_png)
 
