@@ -114,7 +114,7 @@ wildcard_constraints:
     iterations=r"\d+",
     strength=r"default|\d+(\.\d+)?",
     scenario="|".join(SCENARIOS),
-    pretrained="centerface|mtcnn|dlib_hog",
+    pretrained="centerface|mtcnn|dlib_hog|dlib_cnn",
 
 
 

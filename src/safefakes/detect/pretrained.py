@@ -13,6 +13,9 @@ files as ``safefakes predict``.
   0.05 so that the scores span a PR curve.
 - ``dlib_hog``: dlib's HOG + linear SVM frontal face detector (``get_frontal_face_detector``), upsampled
   once (dlib's examples), with every candidate down to an SVM score of -0.5 kept for the PR curve.
+- ``dlib_cnn``: dlib's MMOD CNN face detector (``mmod_human_face_detector.dat`` from
+  ``face_recognition_models``), upsampled once (dlib's example); its detection confidence is the score.
+  Slow on a CPU (seconds per 1024-px image).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from safefakes.common.errors import SafefakesError
 
 LOGGER = logging.getLogger(__name__)
 
-PRETRAINED_DETECTORS = ("centerface", "mtcnn", "dlib_hog")
+PRETRAINED_DETECTORS = ("centerface", "mtcnn", "dlib_hog", "dlib_cnn")
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,8 @@ class CenterFace:
         heatmap, sizes, offsets, _ = self.net.forward(self.outputs)
         boxes, scores = self.decode(heatmap[0, 0], sizes[0], offsets[0])
         if len(scores):
-            from torchvision.ops import nms
             import torch
+            from torchvision.ops import nms
 
             kept = nms(torch.from_numpy(boxes).float(), torch.from_numpy(scores).float(), self.config.nms_iou).numpy()
             boxes, scores = boxes[kept], scores[kept]
@@ -130,8 +133,11 @@ class Mtcnn:
         except ImportError:
             raise SafefakesError("MTCNN needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0") from None
         self.model = MTCNN(
-            keep_all=True, min_face_size=self.config.min_face_size, factor=self.config.scale_factor,
-            thresholds=list(self.config.thresholds), device="cpu",
+            keep_all=True,
+            min_face_size=self.config.min_face_size,
+            factor=self.config.scale_factor,
+            thresholds=list(self.config.thresholds),
+            device="cpu",
         )
 
     def __call__(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,9 +166,29 @@ class DlibHog:
         return boxes, np.asarray(scores, dtype=np.float64).reshape(-1)
 
 
+class DlibCnn:
+    """dlib's MMOD CNN face detector with its detection confidences."""
+
+    def __init__(self, upsample: int = 1) -> None:
+        try:
+            import dlib
+        except ImportError:
+            raise SafefakesError("dlib_cnn needs dlib (pip install dlib-bin)") from None
+        from safefakes.common.weights import dlib_model_file
+
+        self.upsample = upsample
+        self.detector = dlib.cnn_face_detection_model_v1(str(dlib_model_file("mmod_human_face_detector.dat")))
+
+    def __call__(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Face boxes (x1 y1 x2 y2) and confidences of one RGB image."""
+        found = self.detector(np.ascontiguousarray(image_rgb), self.upsample)
+        boxes = [[d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1] for d in found]
+        return np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array([d.confidence for d in found], dtype=np.float64)
+
+
 def build_pretrained(name: str) -> Detector:
     """One of :data:`PRETRAINED_DETECTORS` with its authors' test settings."""
-    builders: dict[str, Callable[[], Detector]] = {"centerface": CenterFace, "mtcnn": Mtcnn, "dlib_hog": DlibHog}
+    builders: dict[str, Callable[[], Detector]] = {"centerface": CenterFace, "mtcnn": Mtcnn, "dlib_hog": DlibHog, "dlib_cnn": DlibCnn}
     if name not in builders:
         raise SafefakesError(f"unknown pretrained detector {name!r}; expected one of {', '.join(PRETRAINED_DETECTORS)}")
     return builders[name]()

@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pred", required=True, type=Path, metavar="PRED_DIR", help="prediction folder")
     parser.add_argument("--gt", required=True, type=Path, metavar="GT_DIR", help="folder with the four ground-truth .mat files")
     parser.add_argument(
-        "--images-of", type=Path, metavar="ROOT",
+        "--images-of",
+        type=Path,
+        metavar="ROOT",
         help="score only the validation images present in this WIDER root (a subset, e.g. 115 of the 3,226); images outside it are not counted as missed",
     )
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the AP JSON to FILE")
