@@ -11,7 +11,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The demo preset is the default. A preset given with --configfile replaces it (Snakemake would otherwise merge
+# the two, and the demo's reduced method lists and iteration points would leak into config/paper.yaml).
+if not getattr(getattr(workflow, "config_settings", None), "configfiles", None):
+
+    configfile: "config.yaml"
 
 
 # Rules run `python -m safefakes` from this checkout's src/, so the same code runs in the local

@@ -12,6 +12,30 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+
+def _absolute_config_paths():
+    """Paths in the config are relative to where snakemake starts: make them absolute before `workdir` moves there."""
+    wider = config["dataset"].get("wider", {})
+    for key in ("root", "ground_truth"):
+        if wider.get(key):
+            wider[key] = str(Path(wider[key]).resolve())
+    if config["dataset"].get("reference_ground_truth"):
+        config["dataset"]["reference_ground_truth"] = str(Path(config["dataset"]["reference_ground_truth"]).resolve())
+    reid = config["privacy"]["reid"]
+    if reid["identities"] != "synthetic":
+        reid["identities"] = str(Path(reid["identities"]).resolve())
+    for spec in config.get("gans", {}).get("train_sets", {}).values():
+        if "path" in spec:
+            spec["path"] = str(Path(spec["path"]).resolve())
+
+
+# A preset may keep its results apart (config/real_val.yaml: runs/real_val/results/...).
+if config.get("workdir"):
+    _absolute_config_paths()
+
+    workdir: config["workdir"]
+
+
 METHODS = list(config["anonymize"]["methods"])
 DETECTORS = list(config["detectors"])
 SOURCE = config["dataset"]["source"]
@@ -50,9 +74,14 @@ GAN_METHODS = [method for method in METHODS if method in GAN_NAMES]
 GANS = config.get("gans", {})
 #: Table II correlates over the anonymized datasets, not the untouched one.
 ANONYMIZED_METHODS = [method for method in METHODS if method != "original"]
-PRIVACY_DETECTOR = config["privacy"]["detector"]
-if PRIVACY_DETECTOR not in DETECTORS:
+#: The detector whose mAP Table II, the frontier and the findings table read (None: no detector is trained).
+PRIVACY_DETECTOR = config["privacy"].get("detector")
+if PRIVACY_DETECTOR is None and DETECTORS:
+    raise ValueError("config: privacy.detector is required when detectors are trained")
+if PRIVACY_DETECTOR is not None and PRIVACY_DETECTOR not in DETECTORS:
     raise ValueError(f"config: privacy.detector {PRIVACY_DETECTOR} is not in detectors")
+#: The split whose anonymized images the image metrics and Fig. 1 read.
+IMAGE_SPLIT = config["privacy"]["metrics"].get("split", "train")
 SCENARIOS = ("naive", "reverse", "parrot")
 
 
@@ -103,14 +132,14 @@ def _gan_variants():
 GAN_VARIANTS = _gan_variants()
 #: Every anonymized training set a detector may be trained on.
 DATASETS = METHODS + sorted(GAN_VARIANTS)
-FIGURE_DETECTORS = GANS.get("figure_detectors", [PRIVACY_DETECTOR])
+FIGURE_DETECTORS = GANS.get("figure_detectors", [PRIVACY_DETECTOR] if PRIVACY_DETECTOR else [])
 
 
 wildcard_constraints:
     method="|".join(re.escape(name) for name in DATASETS),
     gan="|".join(GAN_NAMES),
     train_set=r"[a-z][a-z0-9_]*",
-    detector="|".join(DETECTORS),
+    detector="|".join(DETECTORS) or "(?!)",  # no detector: the wildcard matches nothing
     iterations=r"\d+",
     strength=r"default|\d+(\.\d+)?",
     scenario="|".join(SCENARIOS),
@@ -239,7 +268,7 @@ def all_targets():
     targets += [PATHS[name].format(detector=detector) for detector in DETECTABILITY_DETECTORS for name in ("detectability_png", "detectability_csv")]
     if PRETRAINED_DETECTORS:
         targets += [PATHS["detectability_pretrained_png"], PATHS["detectability_pretrained_csv"]]
-    if "original" in METHODS:
+    if "original" in METHODS and PRIVACY_DETECTOR:
         targets += [PATHS[name].format(detector=PRIVACY_DETECTOR) for name in ("paper_checks_csv", "paper_checks_md")]
     if SOURCE == "synthetic" or config["dataset"].get("wider", {}).get("ground_truth"):
         targets += [PATHS["face_sizes_png"], PATHS["face_sizes_csv"]]
@@ -250,7 +279,11 @@ def all_targets():
     for figure in ("fig7", "fig9"):
         if GANS.get(figure):
             targets += [PATHS[f"{figure}_{ext}"].format(detector=detector) for detector in FIGURE_DETECTORS for ext in ("png", "csv")]
-    targets += [PATHS[name] for name in ("reid_table", "table2_csv", "table2_png", "table2_scatter")]
+    targets.append(PATHS["reid_table"])
+    if PRIVACY_DETECTOR:
+        targets += [PATHS[name] for name in ("table2_csv", "table2_png", "table2_scatter")]
+    else:
+        targets += [PATHS["metrics"].format(method=method) for method in ANONYMIZED_METHODS]
     return targets
 
 
@@ -281,7 +314,7 @@ def fig6_inputs(wildcards):
 DETECTABILITY_DETECTORS = config.get("detectability", {}).get("detectors", [])
 #: Off-the-shelf detectors (weights inside pip packages) scored on every method's anonymized validation split.
 PRETRAINED_DETECTORS = config.get("detectability", {}).get("pretrained", [])
-for _detector in [PRIVACY_DETECTOR, *DETECTABILITY_DETECTORS, *GANS.get("figure_detectors", [])]:
+for _detector in [*([PRIVACY_DETECTOR] if PRIVACY_DETECTOR else []), *DETECTABILITY_DETECTORS, *GANS.get("figure_detectors", [])]:
     if _detector not in DETECTORS:
         raise ValueError(f"config: {_detector} is named in privacy, detectability or gans.figure_detectors but not in detectors")
     if detector_methods(_detector) != METHODS:
@@ -325,6 +358,11 @@ def pretrained_detectability_inputs(wildcards):
         for pretrained in PRETRAINED_DETECTORS
         for method in METHODS
     }
+
+
+def anonymized_images(method):
+    """The anonymized copy of IMAGE_SPLIT that the image metrics and Fig. 1 read."""
+    return PATHS["anonymized" if IMAGE_SPLIT == "train" else "anonymized_val"].format(method=method)
 
 
 def result_args(wildcards, input):

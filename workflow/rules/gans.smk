@@ -65,12 +65,13 @@ rule train_gan:
 rule fig1:
     input:
         original=original_root(),
-        anonymized=expand(PATHS["anonymized"], method=METHODS),
+        anonymized=[anonymized_images(method) for method in ANONYMIZED_METHODS],
     output:
         report(PATHS["fig1"], caption="../report/fig1.rst", category="Fig. 1: examples"),
     params:
         # The untouched images come from --original; every other method from its anonymized copy.
-        results=" ".join(f"--result {shlex.quote(f'{method}=results/anonymized/{method}')}" for method in ANONYMIZED_METHODS),
+        results=" ".join(f"--result {shlex.quote(f'{method}={anonymized_images(method)}')}" for method in ANONYMIZED_METHODS),
+        split=IMAGE_SPLIT,
     conda:
         CONDA_ENV
     log:
@@ -82,7 +83,7 @@ rule fig1:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m safefakes plot-fig1 --original {input.original} --split train {params.results} --out-png {output} 2> {log}"
+        "python -m safefakes plot-fig1 --original {input.original} --split {params.split} {params.results} --out-png {output} 2> {log}"
 
 
 rule keypoint_coverage:

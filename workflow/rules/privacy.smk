@@ -5,10 +5,11 @@
 rule image_metrics:
     input:
         original=original_root(),
-        anonymized=PATHS["anonymized"],
+        anonymized=lambda wildcards: anonymized_images(wildcards.method),
     output:
         PATHS["metrics"],
     params:
+        split=IMAGE_SPLIT,
         metrics=metric_selection_args(),
         max_faces=config["privacy"]["metrics"]["max_faces"],
     conda:
@@ -22,36 +23,39 @@ rule image_metrics:
         mem_mb=grows_with_attempt(4000),
         runtime=grows_with_attempt(240),
     shell:
-        "OMP_NUM_THREADS={threads} python -m safefakes metrics --original {input.original} --anonymized {input.anonymized} --split train"
+        "OMP_NUM_THREADS={threads} python -m safefakes metrics --original {input.original} --anonymized {input.anonymized} --split {params.split}"
         " --max-faces {params.max_faces} {params.metrics} --out {output} 2> {log}"
 
 
-rule table2:
-    input:
-        metrics=expand(PATHS["metrics"], method=ANONYMIZED_METHODS),
-        ap=[evaluation_json(PRIVACY_DETECTOR, method, final_iteration(PRIVACY_DETECTOR)) for method in ANONYMIZED_METHODS],
-    output:
-        csv=PATHS["table2_csv"],
-        png=report(PATHS["table2_png"], caption="../report/table2.rst", category="Table II: metrics"),
-        scatter=report(PATHS["table2_scatter"], caption="../report/table2.rst", category="Table II: metrics"),
-    params:
-        methods=" ".join(ANONYMIZED_METHODS),
-        gan_methods=" ".join(GAN_METHODS),
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/tables/table2.log",
-    benchmark:
-        "results/benchmarks/tables/table2.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    shell:
-        "python -m safefakes table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
-        " --gan-methods {params.gan_methods} --out-csv {output.csv} 2> {log}"
-        " && python -m safefakes plot-table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
-        " --gan-methods {params.gan_methods} --out-png {output.png} --scatter-png {output.scatter} 2>> {log}"
+if PRIVACY_DETECTOR:
+    # Table II correlates the metrics with the privacy detector's mAP: only when a detector is trained.
+
+    rule table2:
+        input:
+            metrics=expand(PATHS["metrics"], method=ANONYMIZED_METHODS),
+            ap=[evaluation_json(PRIVACY_DETECTOR, method, final_iteration(PRIVACY_DETECTOR)) for method in ANONYMIZED_METHODS],
+        output:
+            csv=PATHS["table2_csv"],
+            png=report(PATHS["table2_png"], caption="../report/table2.rst", category="Table II: metrics"),
+            scatter=report(PATHS["table2_scatter"], caption="../report/table2.rst", category="Table II: metrics"),
+        params:
+            methods=" ".join(ANONYMIZED_METHODS),
+            gan_methods=" ".join(GAN_METHODS),
+        conda:
+            CONDA_ENV
+        log:
+            "results/logs/tables/table2.log",
+        benchmark:
+            "results/benchmarks/tables/table2.tsv"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        shell:
+            "python -m safefakes table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
+            " --gan-methods {params.gan_methods} --out-csv {output.csv} 2> {log}"
+            " && python -m safefakes plot-table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
+            " --gan-methods {params.gan_methods} --out-png {output.png} --scatter-png {output.scatter} 2>> {log}"
 
 
 rule synth_identities:
