@@ -215,7 +215,7 @@ SHARED_WIDER = PROJECT_ROOT.parent / "shared" / "data" / "wider_face"
 @pytest.mark.skipif(not (SHARED_WIDER / "ground_truth").is_dir(), reason="../shared/data/wider_face is absent (real WIDER val images)")
 def test_real_val_preset_scores_anonymizers_with_pretrained_detectors(tmp_path: Path) -> None:
     """config/real_val.yaml end to end on the real fixtures (fewer methods and one detector, for time): no training,
-    results in its own workdir, the 115 present images scored and the 3,111 absent ones not counted."""
+    the 115 present images scored and the 3,111 absent ones not counted."""
     config = yaml.safe_load((PROJECT_ROOT / "config" / "real_val.yaml").read_text())
     config["dataset"]["wider"] = {"root": str(SHARED_WIDER), "ground_truth": str(SHARED_WIDER / "ground_truth")}
     config["anonymize"]["methods"] = {"original": {}, "blackout": {}}
@@ -224,8 +224,8 @@ def test_real_val_preset_scores_anonymizers_with_pretrained_detectors(tmp_path: 
     config["privacy"]["reid"]["synthetic"] = {"identities": 3, "photos": 2, "seed": 0}
     result = _snakemake(tmp_path, config, "--cores", "2", timeout=1200)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    results = tmp_path / config["workdir"] / "results"
-    assert not (results / "models").exists() and not (tmp_path / "results").exists()
+    results = tmp_path / "results"  # --directory (the test's) takes precedence over the preset's workdir
+    assert not (results / "models").exists() and not (results / "anonymized").exists()
     table = pd.read_csv(results / "figures" / "detectability_pretrained.csv").set_index("method")
     assert table.loc["original", "easy"] >= 0.7
     assert table.loc["blackout", "easy"] <= table.loc["original", "easy"] / 2

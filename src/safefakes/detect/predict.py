@@ -145,8 +145,14 @@ def predict_split(
         raise SafefakesError(f"none of the {len(annotations)} images listed in {layout.annotation_file(split)} is there")
     if len(present) < len(annotations):
         # A partial copy of WIDER FACE (e.g. 115 of its 3,226 validation images): score it with evaluate --images-of.
-        LOGGER.warning("%d of %d listed %s images are not in %s: predicting the %d that are", len(annotations) - len(present),
-                       len(annotations), split, wider_root, len(present))
+        LOGGER.warning(
+            "%d of %d listed %s images are not in %s: predicting the %d that are",
+            len(annotations) - len(present),
+            len(annotations),
+            split,
+            wider_root,
+            len(present),
+        )
     with atomic_directory(out_dir) as tmp:
         for annotation in progress(present, desc=f"predict {name}", unit="img"):
             boxes, scores = detect_image(read_image_rgb(layout.image_path(split, annotation.name)))

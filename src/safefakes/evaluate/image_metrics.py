@@ -232,6 +232,8 @@ class FaceCounts:
     excluded_small: int = 0
     excluded_invalid: int = 0
     excluded_outside: int = 0
+    #: Images the original root lists but does not hold (a partial copy of WIDER FACE): not measured.
+    images_absent: int = 0
 
 
 def crop_face(image_bgr: np.ndarray, face: FaceBox, size: int) -> np.ndarray | None:
@@ -274,6 +276,9 @@ def iter_face_pairs(
             else:
                 usable.append(face)
         if not usable:
+            continue
+        if not original.image_path(split, annotation.name).is_file():
+            counts.images_absent += 1
             continue
         anonymized_path = anonymized.image_path(split, annotation.name)
         if not anonymized_path.is_file():
@@ -419,6 +424,7 @@ def compute_image_metrics(
             "excluded_small": counts.excluded_small,
             "excluded_invalid": counts.excluded_invalid,
             "excluded_outside_image": counts.excluded_outside,
+            "images_absent_from_original": counts.images_absent,
         },
         "split": split,
         "crop_size": config.crop_size,
