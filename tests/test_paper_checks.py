@@ -66,6 +66,8 @@ def test_detectability_shares_of_original_easy_ap(tmp_path: Path) -> None:
     assert [f.holds for f in detectability_findings(weak)] == [False, False]
     with pytest.raises(SafefakesError):
         detectability_findings(table[table["method"] != "original"])
+    (untrained,) = detectability_findings(table.assign(easy=0.0))
+    assert untrained.holds is None
 
     fig4, fig6, detect = tmp_path / "fig4.csv", tmp_path / "fig6.csv", tmp_path / "detectability.csv"
     _fig4(PAPER_LIKE).to_csv(fig4, index=False)
