@@ -3,7 +3,7 @@
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/profile_train_step.py tinaface [--iterations 10] [--root results/data/synthetic]
-        [--channels-last]
+        [--channels-last] [--hparams JSON]
 
 Trains ``--iterations`` steps on the demo's synthetic training split (made with ``safefakes synth`` first;
 ``./run.sh demo`` leaves it at ``results/data/synthetic``) with the detector's demo hyper-parameters, and
@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from safefakes.detect.data import AugmentedDataset, WiderFaceDataset, collate_detection, to_model_inputs
-from safefakes.detect.hparams import TrainConfig, resolve_hparams
+from safefakes.detect.hparams import TrainConfig, load_hparams_argument, resolve_hparams
 from safefakes.detect.registry import get_detector
 from safefakes.detect.train import build_optimizer
 
@@ -37,11 +37,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT / "results" / "data" / "synthetic")
     parser.add_argument("--channels-last", action="store_true", help="run the model in channels_last memory format")
+    parser.add_argument("--hparams", default=None, help='overrides merged onto the demo\'s entry, e.g. \'{"train": {"batch_size": 2}}\'')
     args = parser.parse_args()
 
     entry = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())["detectors"][args.detector] or {}
     spec = get_detector(args.detector)
-    hparams = resolve_hparams(spec.paper_hparams, {k: v for k, v in entry.items() if k not in WORKFLOW_KEYS})
+    demo = {k: v for k, v in entry.items() if k not in WORKFLOW_KEYS}
+    hparams = resolve_hparams(resolve_hparams(spec.paper_hparams, demo), load_hparams_argument(args.hparams) or {})
     config = TrainConfig.from_dict(hparams["train"])
     dataset = AugmentedDataset(WiderFaceDataset(args.root, "train"), spec.build_train_transform(hparams["augment"]))
     torch.manual_seed(0)
@@ -60,7 +62,8 @@ def main() -> None:
         inputs, targets = to_model_inputs(*batch, device)
         after_augment = time.perf_counter()
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
-            loss = sum(model(inputs, targets).values())
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=config.cpu_bfloat16):
+                loss = sum(model(inputs, targets).values())
             after_forward = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -83,6 +86,7 @@ def main() -> None:
                 "crop": hparams["augment"].get("output_size"),
                 "threads": torch.get_num_threads(),
                 "channels_last": args.channels_last,
+                "cpu_bfloat16": config.cpu_bfloat16,
                 "seconds_per_iteration": per_iteration,
                 "total_s": round(sum(per_iteration.values()), 4),
                 "convolution_share_of_step": round(conv_seconds / args.iterations / step_seconds, 3),

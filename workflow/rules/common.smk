@@ -346,11 +346,6 @@ def detectability_inputs(wildcards):
     return inputs
 
 
-def pretrained_result_args(wildcards, input):
-    """`--result DETECTOR/METHOD=JSON` of every off-the-shelf detector and method."""
-    return " ".join(f"--result {shlex.quote(f'{key}={path}')}" for key, path in input.items())
-
-
 def pretrained_detectability_inputs(wildcards):
     """Per off-the-shelf detector and method, its APs on that method's anonymized validation split."""
     return {

@@ -132,7 +132,7 @@ rule detectability_pretrained:
         png=report(PATHS["detectability_pretrained_png"], caption="../report/detectability.rst", category="Detectability"),
         csv=PATHS["detectability_pretrained_csv"],
     params:
-        results=pretrained_result_args,
+        results=result_args,
     conda:
         CONDA_ENV
     log:

@@ -39,13 +39,13 @@ def _detectability(args: argparse.Namespace) -> int:
 def _detectability_pretrained(args: argparse.Namespace) -> int:
     from safefakes.common.errors import SafefakesError
     from safefakes.plots.figures import plot_detectability_pretrained, results_table
+    from safefakes.plots.gan_figures import parse_key_values
 
     grouped: dict[str, dict[tuple[str, int], str]] = {}
-    for entry in args.result:
-        key, separator, path = entry.partition("=")
-        detector, slash, method = key.partition("/")
-        if not separator or not slash or not detector or not method or not path:
-            raise SafefakesError(f"--result {entry!r}: expected DETECTOR/METHOD=JSON")
+    for key, path in parse_key_values(args.result, "--result", "DETECTOR/METHOD", "JSON"):
+        detector, _, method = key.partition("/")
+        if not detector or not method:
+            raise SafefakesError(f"--result {key!r}: expected DETECTOR/METHOD=JSON")
         grouped.setdefault(detector, {})[(method, 0)] = path
     plot_detectability_pretrained({detector: results_table(results) for detector, results in grouped.items()}, args.out_png, args.out_csv)
     return 0

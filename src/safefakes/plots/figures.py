@@ -117,15 +117,21 @@ def plot_fig4(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str
     save_figure(ap_bars(table, title, "AP on the original validation set (%)", "Original mAP"), out_png)
 
 
-def plot_detectability(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
-    """DeepPrivacy's Table 1 as bars: a detector trained on original data, scored on the validation images as each
-    method anonymized them. The CSV adds each AP as a share of the AP on the untouched images."""
+def with_shares_of_original(table: pd.DataFrame) -> pd.DataFrame:
+    """The table in the figures' method order, plus each AP (and mAP) as a share of the 'original' row's."""
     methods = method_order(list(table["method"]))
     table = table.set_index("method").loc[methods].reset_index()
     if "original" in methods:
         reference = table.loc[table["method"] == "original"].iloc[0]
         for column in (*DIFFICULTIES, "mAP"):
             table[f"{column}_share_of_original"] = table[column] / reference[column] if reference[column] > 0 else float("nan")
+    return table
+
+
+def plot_detectability(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
+    """DeepPrivacy's Table 1 as bars: a detector trained on original data, scored on the validation images as each
+    method anonymized them. The CSV adds each AP as a share of the AP on the untouched images."""
+    table = with_shares_of_original(table)
     save_table(table, out_csv)
     iterations = int(table["iterations"].iloc[0])
     title = f"Detectability: {DETECTOR_LABELS.get(detector, detector)} trained on original data ({iterations} it.), anonymized val"
@@ -156,17 +162,8 @@ def plot_fig6(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str
 def plot_detectability_pretrained(tables: dict[str, pd.DataFrame], out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
     """Off-the-shelf detectors (one panel each) on the validation images as each method anonymized them; the CSV
     has one row per (detector, method) with each AP as a share of the untouched images'."""
-    rows = []
-    for detector, table in tables.items():
-        methods = method_order(list(table["method"]))
-        table = table.set_index("method").loc[methods].reset_index()
-        if "original" in methods:
-            reference = table.loc[table["method"] == "original"].iloc[0]
-            for column in (*DIFFICULTIES, "mAP"):
-                table[f"{column}_share_of_original"] = table[column] / reference[column] if reference[column] > 0 else float("nan")
-        rows.append(table.drop(columns="iterations").assign(detector=detector))
-        tables[detector] = table
-    combined = pd.concat(rows, ignore_index=True)
+    tables = {detector: with_shares_of_original(table) for detector, table in tables.items()}
+    combined = pd.concat([table.drop(columns="iterations").assign(detector=detector) for detector, table in tables.items()], ignore_index=True)
     save_table(combined[["detector", *[c for c in combined.columns if c != "detector"]]], out_csv)
     width = max(6.0, 1.1 * max(len(t) for t in tables.values()) + 2)
     figure, axes = plt.subplots(len(tables), 1, figsize=(width, 4.2 * len(tables)), squeeze=False)
