@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         device = torch.device(name)
         torch.manual_seed(0)
-        model = spec.build_model(hparams["model"]).to(device)
+        # The network without its initial pretrained weights: they change no timing, and need no weight file here.
+        model = spec.build_model(hparams["model"], load_pretrained=False).to(device)
         result = {
             "detector": args.detector,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",

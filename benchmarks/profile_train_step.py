@@ -17,6 +17,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -30,6 +31,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_KEYS = ("methods", "iterations")
 
 
+def demo_config() -> dict[str, Any]:
+    """The demo preset, ``config.yaml``, as a mapping."""
+    return yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())
+
+
+def demo_overrides(detector: str) -> dict[str, Any]:
+    """The demo's hyper-parameter overrides of ``detector``: its ``config.yaml`` entry without the workflow keys."""
+    entry = demo_config()["detectors"][detector] or {}
+    return {key: value for key, value in entry.items() if key not in WORKFLOW_KEYS}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("detector")
@@ -40,10 +52,8 @@ def main() -> None:
     parser.add_argument("--hparams", default=None, help='overrides merged onto the demo\'s entry, e.g. \'{"train": {"batch_size": 2}}\'')
     args = parser.parse_args()
 
-    entry = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())["detectors"][args.detector] or {}
     spec = get_detector(args.detector)
-    demo = {k: v for k, v in entry.items() if k not in WORKFLOW_KEYS}
-    hparams = resolve_hparams(resolve_hparams(spec.paper_hparams, demo), load_hparams_argument(args.hparams) or {})
+    hparams = resolve_hparams(resolve_hparams(spec.paper_hparams, demo_overrides(args.detector)), load_hparams_argument(args.hparams) or {})
     config = TrainConfig.from_dict(hparams["train"])
     dataset = AugmentedDataset(WiderFaceDataset(args.root, "train"), spec.build_train_transform(hparams["augment"]))
     torch.manual_seed(0)

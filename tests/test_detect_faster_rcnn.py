@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from torchvision.models import resnet18
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import FrozenBatchNorm2d
 
+from safefakes.common import weights
 from safefakes.common.errors import SafefakesError
 from safefakes.detect.faster_rcnn import IMAGENET_WEIGHTS, SPEC, FasterRcnnConfig, build_faster_rcnn
 from safefakes.detect.registry import get_detector
@@ -46,22 +49,34 @@ def test_anchor_sizes_per_fpn_level_include_16() -> None:
 def test_from_scratch_uses_trainable_batch_norm_and_no_frozen_layer(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("INFO"):
         model = build_faster_rcnn(SMALL)
-    assert "no pretrained weights used" in caplog.text
+    assert "model.pretrained none" in caplog.text
+    assert model.initialisation == weights.Initialisation()
     norms = [m for m in model.backbone.body.modules() if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))]
     assert norms and all(isinstance(m, nn.BatchNorm2d) for m in norms)
     assert all(p.requires_grad for p in model.parameters())
 
 
 def test_cached_imagenet_weights_are_loaded_and_early_stages_frozen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    hub = tmp_path / "hub"
-    (hub / "checkpoints").mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    spec = weights.WEIGHT_FILES[IMAGENET_WEIGHTS["resnet18"]]
+    expected = tmp_path / "hub" / "checkpoints" / spec.filename
+    with pytest.raises(
+        SafefakesError, match=f"needs {re.escape(str(expected))} .*'safefakes fetch-weights --only resnet18 --out {re.escape(str(expected.parent))}'"
+    ):
+        build_faster_rcnn({**SMALL, "pretrained": "imagenet"})  # nothing cached: refused, never downloaded
+    expected.parent.mkdir(parents=True)
     torch.manual_seed(0)
     reference = resnet18().state_dict()
-    torch.save(reference, hub / "checkpoints" / Path(IMAGENET_WEIGHTS["resnet18"].url).name)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    torch.save(reference, expected)
+    with pytest.raises(SafefakesError, match="not the expected f37072fd"):  # a random ResNet-18 is not torchvision's file
+        build_faster_rcnn({**SMALL, "pretrained": "imagenet"})
+    digest = weights.sha256_of_file(expected)
+    monkeypatch.setitem(weights.WEIGHT_FILES, spec.key, dataclasses.replace(spec, sha256=digest))
     with caplog.at_level("INFO"):
         model = build_faster_rcnn({**SMALL, "pretrained": "imagenet"})
-    assert "using imagenet weights" in caplog.text
+    assert "imagenet weights resnet18-f37072fd.pth" in caplog.text
+    assert model.initialisation == weights.Initialisation("imagenet", spec.filename, digest)
     body = model.backbone.body
     assert torch.equal(body.layer3[0].conv1.weight, reference["layer3.0.conv1.weight"])
     assert isinstance(body.bn1, FrozenBatchNorm2d)
@@ -77,6 +92,10 @@ def test_config_refuses_bad_values() -> None:
         FasterRcnnConfig.from_dict({"anchor_sizes": [[16, 32], [64], [128], [256], [512]]})
     with pytest.raises(SafefakesError, match="one list per FPN level"):
         FasterRcnnConfig.from_dict({"anchor_sizes": [[16], [32]]})
+    with pytest.raises(SafefakesError, match="needs width_per_group 64"):
+        FasterRcnnConfig.from_dict({"width_per_group": 16})  # the paper's ImageNet backbone does not fit a narrower ResNet
+    with pytest.raises(SafefakesError, match="must be one of imagenet, coco, none"):
+        FasterRcnnConfig.from_dict({"pretrained": "imagenet_if_available"})
 
 
 def test_one_training_step_and_inference_follow_the_contract() -> None:

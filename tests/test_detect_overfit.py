@@ -101,7 +101,7 @@ CASES = (
     OverfitCase(
         "dsfd",
         {
-            "model": {"width_scale": 0.125, "backbone_weights": "none", "test_max_side": IMAGE_WIDTH},
+            "model": {"width_scale": 0.125, "pretrained": "none", "test_max_side": IMAGE_WIDTH},
             "augment": {
                 "output_size": IMAGE_WIDTH,
                 "data_anchor_sampling_prob": 0.0,
@@ -120,7 +120,7 @@ CASES = (
         {
             "model": {
                 "width_scale": 0.125,
-                "pretrained_backbone": False,
+                "pretrained": "none",
                 "deformable_stages": [False, False, False, False],
                 "head_stacked_convs": 2,
                 "inference": {"test_short_side_max": None, "test_long_side_max": None, "pre_nms_top_k": 1000},

@@ -23,6 +23,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import MultiScaleRoIAlign
 
 from safefakes.common.errors import SafefakesError
+from safefakes.common.weights import Initialisation
 from safefakes.data.synth import EventStyle, SynthConfig, synthesize
 from safefakes.detect import registry
 from safefakes.detect import train as train_module
@@ -34,8 +35,8 @@ IMAGE_WIDTH = 160
 OVERFIT_ITERATIONS = 150
 
 
-def build_tiny_detector(config: Mapping[str, Any]) -> nn.Module:
-    """Faster R-CNN with a 5-layer stride-8 backbone (BatchNorm, so running stats are part of the state)."""
+def build_tiny_detector(config: Mapping[str, Any], load_pretrained: bool = True) -> nn.Module:
+    """Faster R-CNN with a 5-layer stride-8 backbone (BatchNorm, so running stats are part of the state), from random values."""
     width = int(config.get("width", 32))
     layers: list[nn.Module] = []
     channels = 3
@@ -45,7 +46,7 @@ def build_tiny_detector(config: Mapping[str, Any]) -> nn.Module:
     backbone = nn.Sequential(*layers)
     backbone.out_channels = width
     size = int(config.get("size", IMAGE_WIDTH))
-    return FasterRCNN(
+    model = FasterRCNN(
         backbone,
         min_size=size,
         max_size=size,
@@ -61,6 +62,8 @@ def build_tiny_detector(config: Mapping[str, Any]) -> nn.Module:
         box_batch_size_per_image=64,
         box_score_thresh=0.01,
     )
+    model.initialisation = Initialisation() if load_pretrained else None
+    return model
 
 
 def build_tiny_transform(augment: Mapping[str, Any]) -> registry.TrainTransform:

@@ -25,7 +25,7 @@ from safefakes.detect.dsfd_model import DSFDModelConfig, apply_predict_hparams
 from safefakes.detect.hparams import resolve_hparams
 from safefakes.detect.registry import get_detector
 
-TINY = {"width_scale": 0.125, "backbone_weights": "none"}
+TINY = {"width_scale": 0.125, "pretrained": "none"}
 
 
 @pytest.fixture(autouse=True)
@@ -78,16 +78,20 @@ def test_registry_and_paper_hparams() -> None:
     assert DSFDAugmentConfig.from_dict(PAPER_HPARAMS["augment"]) == DSFDAugmentConfig()
     with pytest.raises(SafefakesError, match="unknown DSFD model"):
         build_dsfd({"widht_scale": 1.0})
-    with pytest.raises(SafefakesError, match="ImageNet"):
-        build_dsfd({"width_scale": 0.5, "backbone_weights": "imagenet"})
+    with pytest.raises(SafefakesError, match="needs width_scale 1.0"):
+        build_dsfd({"width_scale": 0.5, "pretrained": "imagenet"})
+    with pytest.raises(SafefakesError, match="pretrained must be one of imagenet, none"):
+        build_dsfd({"width_scale": 0.125, "pretrained": "imagenet_if_available"})
 
 
 def test_missing_imagenet_weights(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    """Absent cached weights: 'imagenet' fails clearly, 'imagenet_if_available' falls back to random init."""
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(SafefakesError, match="not found"):
-        build_dsfd({"backbone_weights": "imagenet"})
-    assert build_dsfd({"width_scale": 0.125}).backbone_weights_used is False
+    """Absent VGG-16 file: the paper's 'imagenet' refuses to build; 'none' starts from random values and says so."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("SAFEFAKES_WEIGHTS_DIR", raising=False)
+    with pytest.raises(SafefakesError, match=r"vgg16-397923af\.pth.*safefakes fetch-weights --only vgg16"):
+        build_dsfd({})
+    assert build_dsfd(TINY).initialisation.label == "none"
+    assert build_dsfd({"width_scale": 1.0}, load_pretrained=False).initialisation is None  # a checkpoint's weights follow
 
 
 def test_levels_shapes_and_anchor_sizes() -> None:

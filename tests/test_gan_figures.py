@@ -182,7 +182,8 @@ def test_plot_fig9_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(args) == 0
     table = pd.read_csv(csv)
     assert list(table["iterations"]) == [800_000, 4_000_000, 40_000_000]
-    assert list(table.columns) == ["iterations", "easy", "medium", "hard", "mAP"]
+    assert list(table.columns) == ["iterations", "easy", "medium", "hard", "mAP", "initialisation"]
+    assert set(table["initialisation"]) == {"unrecorded"}  # hand-written AP files carry no initialisation record
     assert table.loc[0, "easy"] == pytest.approx(0.70) and table.loc[2, "mAP"] == pytest.approx((0.93 + 0.91 + 0.82) / 3)
     assert png.read_bytes()[:8] == PNG_SIGNATURE
     assert use_log_axis([800_000, 4_000_000, 40_000_000]) and not use_log_axis([10_000, 60_000])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 
 import cv2
@@ -15,6 +16,7 @@ import torchvision
 from torch import nn
 from torchvision.ops import box_iou
 
+from safefakes.common import weights
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import read_bbx_gt
 from safefakes.detect import tinaface_anchors
@@ -23,12 +25,12 @@ from safefakes.detect.registry import get_detector
 from safefakes.detect.tinaface import PAPER_HPARAMS, SPEC, apply_predict_hparams, build_tinaface
 from safefakes.detect.tinaface_anchors import NEGATIVE, assign_anchors, base_anchors, decode_boxes, grid_anchors
 from safefakes.detect.tinaface_augment import TinaFaceTrainTransform
-from safefakes.detect.tinaface_backbone import DeformableConv3x3, ResNetBackbone, maybe_load_imagenet_weights
+from safefakes.detect.tinaface_backbone import DeformableConv3x3, ResNetBackbone, initialise_backbone
 from safefakes.detect.tinaface_config import TinaFaceAugmentConfig, TinaFaceModelConfig
 from safefakes.detect.tinaface_neck import Inception
 
 #: A small, fast variant: same code path, fewer channels, no deformable convolutions.
-SMALL_MODEL = {"width_scale": 0.125, "pretrained_backbone": False, "deformable_stages": [False, False, False, False]}
+SMALL_MODEL = {"width_scale": 0.125, "pretrained": "none", "deformable_stages": [False, False, False, False]}
 
 
 def small_model(**overrides: object) -> nn.Module:
@@ -73,7 +75,7 @@ def test_unknown_or_invalid_settings_are_user_errors() -> None:
 
 
 def test_backbone_at_full_width_is_torchvision_resnet50_and_loads_cached_imagenet_weights(tmp_path, monkeypatch) -> None:
-    config = TinaFaceModelConfig(pretrained_backbone=True)
+    config = TinaFaceModelConfig(pretrained="imagenet")
     backbone = ResNetBackbone(config)
     reference = torchvision.models.resnet50().state_dict()
     own = backbone.state_dict()
@@ -86,17 +88,24 @@ def test_backbone_at_full_width_is_torchvision_resnet50_and_loads_cached_imagene
     assert isinstance(backbone.layer2[0].conv2, nn.Conv2d)
     assert isinstance(backbone.bn1, nn.GroupNorm)
 
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    assert maybe_load_imagenet_weights(backbone, config) is None  # nothing cached: from scratch, no download
-    (tmp_path / "checkpoints").mkdir()
-    checkpoint = tmp_path / "checkpoints" / torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    checkpoint = tmp_path / "hub" / "checkpoints" / torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    with pytest.raises(SafefakesError, match=f"needs {re.escape(str(checkpoint))} .*safefakes fetch-weights --only resnet50"):
+        initialise_backbone(backbone, config)  # nothing cached: refused, never downloaded
+    checkpoint.parent.mkdir(parents=True)
     torch.save(reference, checkpoint)
-    assert maybe_load_imagenet_weights(backbone, config) == checkpoint
+    with pytest.raises(SafefakesError, match="not the expected 0676ba61"):  # a random ResNet-50 is not torchvision's file
+        initialise_backbone(backbone, config)
+    digest = weights.sha256_of_file(checkpoint)
+    monkeypatch.setitem(weights.WEIGHT_FILES, "resnet50", dataclasses.replace(weights.WEIGHT_FILES["resnet50"], sha256=digest))
+    assert initialise_backbone(backbone, config) == weights.Initialisation("imagenet", checkpoint.name, digest)
     loaded = backbone.state_dict()
     for name in ("conv1.weight", "layer3.0.conv2.weight", "layer4.2.conv3.weight", "layer1.0.bn1.weight"):
         assert torch.equal(loaded[name], reference[name])
-    narrow = dataclasses.replace(config, width_scale=0.5)
-    assert maybe_load_imagenet_weights(ResNetBackbone(narrow), narrow) is None  # shapes differ: not used
+    with pytest.raises(SafefakesError, match="needs ResNet-50's shape"):
+        TinaFaceModelConfig.from_dict({"width_scale": 0.5})  # shapes differ: refused, not silently skipped
+    assert initialise_backbone(backbone, dataclasses.replace(config, pretrained="none")) == weights.Initialisation()
 
 
 def test_levels_strides_channels_and_head_outputs() -> None:

@@ -85,6 +85,7 @@ def test_presets_validate(path: str) -> None:
         lambda c: c["dataset"].update({"source": "imagenet"}),
         lambda c: c["training"].update({"iterations": []}),
         lambda c: c["detectors"]["faster_rcnn"].update({"optimiser": {}}),
+        lambda c: c["detectors"]["faster_rcnn"]["model"].update({"pretrained": "imagenet_if_available"}),
     ],
 )
 def test_schema_rejects_bad_configs(change) -> None:
@@ -144,6 +145,33 @@ def test_one_figure_builds_only_what_it_needs(tmp_path: Path) -> None:
     assert "detector=faster_rcnn" in output
     assert "detector=dsfd" not in output
     assert "rule reid:" not in output and "rule fig6:" not in output
+
+
+def _rule_inputs(output: str, rule: str) -> list[str]:
+    """The inputs of the first ``rule`` job in a dry run's output."""
+    lines = output.splitlines()
+    start = lines.index(f"rule {rule}:")
+    line = next(line for line in lines[start:] if line.strip().startswith("input:"))
+    return line.split("input:", 1)[1].strip().split(", ")
+
+
+def test_table2_points_include_the_gan_variants_at_one_detector_iteration(tmp_path: Path) -> None:
+    """Table II correlates every anonymized dataset, the Fig. 7 / Fig. 9 GAN checkpoints too: their image metrics
+    are in the DAG (sampled with privacy.metrics.seed), and every mAP is read at gans.detector_iteration."""
+    config = copy.deepcopy(TINY_CONFIG)
+    config["gans"]["detector_iteration"] = 2
+    config["privacy"]["metrics"]["seed"] = 5
+    result = _snakemake(tmp_path, config, "--dry-run", "--printshellcmds", "results/tables/table2_metric_correlation.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    datasets = ["blackout", "deepprivacy", "deepprivacy-synth-2", "deepprivacy-synth_few-4"]
+    for dataset in datasets:
+        assert f"output: results/metrics/{dataset}.json" in output
+    assert "results/metrics/original.json" not in output
+    inputs = _rule_inputs(output, "table2")
+    assert [path for path in inputs if path.startswith("results/eval/")] == [f"results/eval/faster_rcnn/{name}/iter_2.json" for name in datasets]
+    assert "--ap-iterations 2" in output and "--gan-methods deepprivacy deepprivacy-synth-2 deepprivacy-synth_few-4 " in output
+    assert output.count("--seed 5 ") == len(datasets)  # one image_metrics job per dataset, each with the configured seed
 
 
 @pytest.mark.slow

@@ -5,8 +5,10 @@
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 
@@ -188,10 +190,14 @@ def method_params(name):
     return params or {}
 
 
+def method_param_assignments(name):
+    """The `KEY=VALUE` strings the jobs of dataset ``name`` pass as `--param` (checked by check_job_parameters)."""
+    return [f"{key}={value}" for key, value in sorted(method_params(name).items())]
+
+
 def method_param_args(wildcards):
     """`--param KEY=VALUE` arguments of one anonymization method (and `--checkpoint` for a GAN), shell-quoted."""
-    params = method_params(wildcards.method)
-    args = [f"--param {shlex.quote(f'{key}={value}')}" for key, value in sorted(params.items())]
+    args = [f"--param {shlex.quote(assignment)}" for assignment in method_param_assignments(wildcards.method)]
     generator_checkpoint = dataset_checkpoint(wildcards.method)
     if generator_checkpoint is not None:
         args.append(f"--checkpoint {shlex.quote(generator_checkpoint)}")
@@ -204,10 +210,15 @@ def anonymize_checkpoint_input(wildcards):
     return [] if generator_checkpoint is None else [generator_checkpoint]
 
 
+def detector_hparams_json(detector):
+    """The detector's hyper-parameter overrides (its entry less the plan keys), as the JSON `--hparams` gets."""
+    sections = {key: value for key, value in detector_entry(detector).items() if key not in DETECTOR_PLAN_KEYS}
+    return json.dumps(sections, sort_keys=True)
+
+
 def detector_hparams(wildcards):
     """The detector's hyper-parameter overrides (merged onto its paper values), as quoted JSON."""
-    sections = {key: value for key, value in detector_entry(wildcards.detector).items() if key not in DETECTOR_PLAN_KEYS}
-    return shlex.quote(json.dumps(sections, sort_keys=True))
+    return shlex.quote(detector_hparams_json(wildcards.detector))
 
 
 
@@ -387,9 +398,14 @@ def previous_gan_checkpoint(wildcards):
     return [gan_checkpoint_path(wildcards.gan, wildcards.train_set, earlier[-1])] if earlier else []
 
 
+def gan_hparams_overrides(gan):
+    """The GAN's hyper-parameter overrides from `gans.models` (merged onto its paper values by `safefakes train-gan`)."""
+    return GANS["models"].get(gan, {}).get("hparams", {})
+
+
 def gan_hparams(wildcards):
     """The GAN's hyper-parameter overrides (merged onto its paper values), as quoted JSON."""
-    return shlex.quote(json.dumps(GANS["models"].get(wildcards.gan, {}).get("hparams", {}), sort_keys=True))
+    return shlex.quote(json.dumps(gan_hparams_overrides(wildcards.gan), sort_keys=True))
 
 
 def gan_figure_iteration(detector):
@@ -433,3 +449,85 @@ def fig9_reference_args(wildcards):
     if "original" not in METHODS:
         return ""
     return f"--reference original={shlex.quote(evaluation_json(wildcards.detector, 'original', gan_figure_iteration(wildcards.detector)))}"
+
+
+# Job parameters are checked while the DAG is built, by the code of the commands the jobs run, so a typo in
+# config.yaml stops `snakemake -n` instead of a job queued on a cluster.
+
+
+def method_params_location(method):
+    """Where the config sets the parameters of ``method`` (for error messages)."""
+    if config["anonymize"]["methods"].get(method) is None and method in GAN_NAMES:
+        return f"gans.models.{method}.params"
+    return f"anonymize.methods.{method}"
+
+
+def job_parameter_problems():
+    """What the `anonymize`, `reid`, `train`/`predict` and `train-gan` jobs of this config would refuse:
+    {config location: the command's message}, checked with the commands' own code (nothing is built or run)."""
+    from safefakes.anonymize.base import method_config, parse_param_assignments
+    from safefakes.anonymize.cli import job_params
+    from safefakes.common.errors import SafefakesError
+
+    problems = {}
+    for name in DATASETS:
+        location = method_params_location(dataset_method(name))
+        if location in problems:
+            continue
+        try:
+            job_params(dataset_method(name), parse_param_assignments(method_param_assignments(name)), dataset_checkpoint(name))
+        except SafefakesError as error:
+            problems[location] = str(error)
+    for method, strengths in config["privacy"]["reid"]["sweeps"].items():
+        if method not in METHODS or method_params_location(method) in problems:
+            continue
+        # `safefakes reid --param ... --checkpoint ... --strength K` adds the checkpoint and strength to the parameters.
+        params = parse_param_assignments(method_param_assignments(method))
+        if dataset_checkpoint(method) is not None:
+            params["checkpoint"] = str(dataset_checkpoint(method))
+        for strength in strengths:
+            try:
+                method_config(method, {**params, "strength": float(f"{strength:g}")})
+            except SafefakesError as error:
+                problems[f"privacy.reid.sweeps.{method}"] = f"strength {strength:g}: {error}"
+                break
+    if DETECTORS:
+        from safefakes.detect.hparams import load_hparams_argument
+        from safefakes.detect.registry import check_hparams
+
+        for detector in DETECTORS:
+            try:
+                check_hparams(detector, load_hparams_argument(detector_hparams_json(detector)))
+            except SafefakesError as error:
+                problems[f"detectors.{detector}"] = str(error)
+    if GAN_RUNS:
+        from safefakes.anonymize.gan.recipe import get_recipe
+
+        for gan in sorted({gan for gan, _ in GAN_RUNS}):
+            try:
+                get_recipe(gan).parse_hparams(json.loads(json.dumps(gan_hparams_overrides(gan))))
+            except SafefakesError as error:
+                problems[f"gans.models.{gan}.hparams"] = f"{gan}: {error}"
+    return problems
+
+
+def check_job_parameters():
+    """Stop the DAG build, naming each config key, when a job would refuse its parameters; warn and go on when
+    safefakes does not import in snakemake's own environment (the jobs then check them when they run). A job
+    spawned on a cluster node skips it: the main process checked the same config before submitting it."""
+    if not getattr(workflow, "is_main_process", True):
+        return
+    source = str(Path(workflow.basedir) / "src")
+    if source not in sys.path:
+        sys.path.insert(0, source)  # the jobs run this checkout's src/ (see the Snakefile's shell prefix)
+    try:
+        problems = job_parameter_problems()
+    except ImportError as error:
+        logger.warning(f"config: job parameters are not checked before the jobs run (safefakes does not import here: {error})")
+        return
+    if problems:
+        lines = "\n".join(f"  {location}: {message}" for location, message in problems.items())
+        raise ValueError(f"config: the jobs would refuse these parameters:\n{lines}")
+
+
+check_job_parameters()

@@ -1,7 +1,7 @@
 """The face anonymizer interface, typed method configs, and the method registry.
 
-Every anonymizer (the conventional ones in :mod:`safefakes.anonymize.conventional`, the GAN methods
-added later) is built from a method name and a plain mapping of parameters::
+Every anonymizer (the conventional ones in :mod:`safefakes.anonymize.conventional`, the three GANs in
+:mod:`safefakes.anonymize.gan.anonymizer`) is built from a method name and a plain mapping of parameters::
 
     anonymizer = build_anonymizer("blur", {"kernel": "25"})      # strings from the CLI are converted
     image, outcomes = anonymizer.anonymize(image_bgr, faces, extras, rng)
@@ -272,14 +272,18 @@ def get_anonymizer_spec(method: str) -> AnonymizerSpec:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def build_anonymizer(method: str, params: Mapping[str, Any] | None = None) -> FaceAnonymizer:
-    """Build the anonymizer ``method`` with ``params`` (strings or typed values; ``strength`` accepted by all)."""
+def method_config(method: str, params: Mapping[str, Any] | None = None) -> MethodConfig:
+    """Check ``params`` of ``method`` without building it: its config, or a SafefakesError naming the method and key."""
     spec = get_anonymizer_spec(method)
     try:
-        config = spec.config_class.from_dict(params)
+        return spec.config_class.from_dict(params)
     except SafefakesError as error:
         raise SafefakesError(f"method {method}: {error}") from None
-    return spec.build(config)
+
+
+def build_anonymizer(method: str, params: Mapping[str, Any] | None = None) -> FaceAnonymizer:
+    """Build the anonymizer ``method`` with ``params`` (strings or typed values; ``strength`` accepted by all)."""
+    return get_anonymizer_spec(method).build(method_config(method, params))
 
 
 def parse_param_assignments(assignments: Sequence[str]) -> dict[str, str]:

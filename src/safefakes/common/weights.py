@@ -6,6 +6,11 @@ checkpoint cache (``torch.hub.get_dir()/checkpoints``, where torchvision and pyt
 ``safefakes fetch-weights --out DIR`` downloads and verifies them on a machine with internet access;
 copy ``DIR`` to the torch hub cache or point ``$SAFEFAKES_WEIGHTS_DIR`` at it.
 
+The face detectors' ImageNet backbones and the COCO Keypoint R-CNN are looked up the same way. A detector
+whose ``model.pretrained`` asks for one refuses to build without it (:func:`resolve_pretrained`: one line
+naming the expected file and the ``fetch-weights`` command); ``pretrained: none`` is the one way to train
+from random values. :class:`Initialisation` records which file (name and sha256) a network started from.
+
 The dlib face models (face descriptor, landmarks, detectors) ship inside the
 ``face_recognition_models`` package and are found with :func:`dlib_model_file`.
 """
@@ -17,10 +22,10 @@ import importlib.util
 import os
 import tempfile
 import urllib.request
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
@@ -46,6 +51,21 @@ class WeightFile:
     package_subpath: str | None = None  # a copy shipped inside an installed package, "package/relative/path"
 
 
+#: torchvision's weight files. torchvision publishes no full sha256 for them: each file name ends in the first
+#: hex digits of the file's sha256 (``<name>-<prefix>.pth``, the digits ``torch.hub`` checks on download), so
+#: these entries verify against that prefix.
+TORCHVISION_MODELS_URL = "https://download.pytorch.org/models/"
+
+
+def sha256_prefix_in_name(filename: str) -> str:
+    """The sha256 prefix torch hub puts in a weight file's name: ``vgg16-397923af.pth`` -> ``397923af``."""
+    return Path(filename).stem.rsplit("-", 1)[-1]
+
+
+def _torchvision_weight(key: str, filename: str, purpose: str) -> WeightFile:
+    return WeightFile(key=key, filename=filename, url=TORCHVISION_MODELS_URL + filename, sha256=sha256_prefix_in_name(filename), purpose=purpose)
+
+
 WEIGHT_FILES: dict[str, WeightFile] = {
     "alexnet": WeightFile(
         key="alexnet",
@@ -69,7 +89,102 @@ WEIGHT_FILES: dict[str, WeightFile] = {
         sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
         purpose="pytorch-fid's port of the TensorFlow FID InceptionV3 (2015-12-05)",
     ),
+    # DSFD loads torchvision's VGG-16 and subsamples fc6/fc7 itself (SSD's "reduced fc"), so it needs this
+    # file, not the DSFD authors' vgg16_reducedfc.pth.
+    "vgg16": _torchvision_weight("vgg16", "vgg16-397923af.pth", "torchvision ImageNet VGG-16, DSFD's backbone"),
+    "resnet18": _torchvision_weight("resnet18", "resnet18-f37072fd.pth", "torchvision ImageNet ResNet-18, a Faster R-CNN backbone option"),
+    "resnet34": _torchvision_weight("resnet34", "resnet34-b627a593.pth", "torchvision ImageNet ResNet-34, a Faster R-CNN backbone option"),
+    "resnet50": _torchvision_weight(
+        "resnet50", "resnet50-0676ba61.pth", "torchvision ImageNet ResNet-50 (IMAGENET1K_V1), TinaFace's and Faster R-CNN's backbone"
+    ),
+    "resnet101": _torchvision_weight("resnet101", "resnet101-63fe2227.pth", "torchvision ImageNet ResNet-101, a Faster R-CNN backbone option"),
+    "fasterrcnn_coco": _torchvision_weight(
+        "fasterrcnn_coco", "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth", "torchvision COCO Faster R-CNN (ResNet-50 FPN), model.pretrained: coco"
+    ),
+    "keypointrcnn_coco": _torchvision_weight(
+        "keypointrcnn_coco", "keypointrcnn_resnet50_fpn_coco-fc266e95.pth", "torchvision COCO Keypoint R-CNN, DeepPrivacy's keypoints"
+    ),
 }
+
+#: ``model.pretrained`` value of a network that starts from random values (the one explicit opt-out).
+NO_PRETRAINED = "none"
+
+
+@dataclass(frozen=True)
+class Initialisation:
+    """What a network's weights started from: a pretrained weight file (name and sha256), or random values."""
+
+    pretrained: str = NO_PRETRAINED  # the model section's ``pretrained`` value ("none", "imagenet", "coco")
+    weights_file: str | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.pretrained == NO_PRETRAINED) != (self.weights_file is None) or (self.weights_file is None) != (self.sha256 is None):
+            raise SafefakesError(f"inconsistent initialisation record {asdict(self)}: a weights file and sha256 exactly when pretrained is not 'none'")
+
+    @property
+    def label(self) -> str:
+        """``none``, or ``<file name> sha256:<digest>``: the one string tables record and figures compare."""
+        return NO_PRETRAINED if self.weights_file is None else f"{self.weights_file} sha256:{self.sha256}"
+
+    def to_dict(self) -> dict[str, str | None]:
+        """Plain JSON-ready record."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, str | None]) -> Initialisation:
+        """Rebuild from :meth:`to_dict`'s record; a clear error for anything else."""
+        try:
+            return cls(**values)
+        except TypeError:
+            raise SafefakesError(f"not an initialisation record: {dict(values)!r}") from None
+
+
+#: The initialisation of a result whose evaluation JSON records none (predictions not written by ``safefakes predict``).
+UNRECORDED_INITIALISATION = "unrecorded"
+
+
+def recorded_initialisation(result: Mapping[str, Any]) -> str:
+    """The initialisation label an evaluation result (a ``safefakes evaluate`` JSON object) records, else ``unrecorded``."""
+    record = result.get("initialisation")
+    return UNRECORDED_INITIALISATION if record is None else Initialisation.from_dict(record).label
+
+
+def require_one_initialisation(starts: Mapping[str, str]) -> None:
+    """Refuse to compare results (name -> initialisation label) whose detectors started differently, naming each start."""
+    by_start: dict[str, list[str]] = {}
+    for name, start in starts.items():
+        by_start.setdefault(start, []).append(name)
+    if len(by_start) > 1:
+        named = "; ".join(f"{start}: {', '.join(names)}" for start, names in by_start.items())
+        raise SafefakesError(f"refusing to compare detectors that started differently ({named}); train them with the same model.pretrained and weight file")
+
+
+def fetch_command(key: str, out_dir: str | os.PathLike[str]) -> str:
+    """The command line that downloads and verifies weight ``key`` into ``out_dir``."""
+    return f"safefakes fetch-weights --only {key} --out {out_dir}"
+
+
+def resolve_pretrained(key: str, pretrained: str, owner: str) -> tuple[Path, Initialisation]:
+    """The verified file of weight ``key`` that ``owner``'s ``model.pretrained: <pretrained>`` asks for, and its record.
+
+    Absent or corrupt: a one-line :class:`SafefakesError` naming the expected path, the ``fetch-weights``
+    command and the ``pretrained: none`` opt-out. Nothing is downloaded.
+    """
+    spec = _spec(key)
+    expected = torch_hub_checkpoint_dir() / spec.filename
+    path = locate_weight(key)
+    fetch = fetch_command(key, expected.parent)
+    if path is None:
+        raise SafefakesError(
+            f"{owner}: model.pretrained '{pretrained}' needs {expected} ({spec.purpose}), which is missing: run '{fetch}' "
+            f"on a machine with internet and copy the file there (or into ${WEIGHTS_DIR_ENV}), or set model.pretrained: none to train from random values"
+        )
+    digest = sha256_of_file(path)
+    if not digest.startswith(spec.sha256.lower()):
+        raise SafefakesError(f"{owner}: {path} has sha256 {digest}, not the expected {spec.sha256} of {spec.url} (corrupt or wrong file): run '{fetch}' again")
+    return path, Initialisation(pretrained, spec.filename, digest)
+
 
 #: The weights each optional metric needs.
 METRIC_WEIGHTS: dict[str, tuple[str, ...]] = {

@@ -9,22 +9,29 @@ Format (the official submission format)::
 
 ``(x, y)`` is the top-left corner and ``w, h`` the size in pixels of the original image. A missing
 file means "no detections" (as in the official MATLAB code), reported in one warning.
+
+``safefakes predict`` also writes ``<pred_dir>/predictions.json`` (:class:`PredictionMetadata`): the
+detector, checkpoint and iteration the files came from and the detector's initialisation, which
+``safefakes evaluate`` carries into its result.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
 from safefakes.common.errors import SafefakesError
-from safefakes.common.io import atomic_write_text
+from safefakes.common.io import atomic_write_json, atomic_write_text
 from safefakes.common.progress import progress
+from safefakes.common.weights import Initialisation
 from safefakes.data.wider import safe_relative_name
 
 LOGGER = logging.getLogger(__name__)
@@ -32,6 +39,9 @@ LOGGER = logging.getLogger(__name__)
 FIELDS_PER_BOX = 5
 #: How many missing files the warning names before summarising.
 MISSING_NAMES_SHOWN = 5
+#: A prediction folder's record of what made it, beside the event folders.
+METADATA_FILE_NAME = "predictions.json"
+METADATA_FORMAT = "safefakes-predictions/1"
 
 
 @dataclass(frozen=True)
@@ -179,3 +189,49 @@ def write_predictions(pred_dir: str | os.PathLike[str], image_name: str, boxes_x
     path = prediction_path(pred_dir, name.parent.as_posix(), name.stem)
     atomic_write_text(path, format_predictions(image_name, boxes_xywh, scores))
     return path
+
+
+@dataclass(frozen=True)
+class PredictionMetadata:
+    """What a prediction folder's files came from: a detector checkpoint and the initialisation it was trained from."""
+
+    detector: str
+    checkpoint: str
+    iteration: int
+    initialisation: Initialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record, with its format tag."""
+        return {
+            "format": METADATA_FORMAT,
+            "detector": self.detector,
+            "checkpoint": self.checkpoint,
+            "iteration": self.iteration,
+            "initialisation": self.initialisation.to_dict(),
+        }
+
+
+def write_prediction_metadata(pred_dir: str | os.PathLike[str], metadata: PredictionMetadata) -> Path:
+    """Write ``<pred_dir>/predictions.json`` atomically; return its path."""
+    path = Path(pred_dir) / METADATA_FILE_NAME
+    atomic_write_json(path, metadata.to_dict())
+    return path
+
+
+def read_prediction_metadata(pred_dir: str | os.PathLike[str]) -> PredictionMetadata | None:
+    """The record ``safefakes predict`` left in ``pred_dir``, or ``None`` for a folder without one (other tools' predictions)."""
+    path = Path(pred_dir) / METADATA_FILE_NAME
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        if values.get("format") != METADATA_FORMAT:
+            raise SafefakesError(f"{path}: not a {METADATA_FORMAT} record")
+        return PredictionMetadata(
+            detector=str(values["detector"]),
+            checkpoint=str(values["checkpoint"]),
+            iteration=int(values["iteration"]),
+            initialisation=Initialisation.from_dict(values["initialisation"]),
+        )
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+        raise SafefakesError(f"{path}: not a readable prediction record") from None

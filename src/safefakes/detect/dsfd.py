@@ -48,9 +48,10 @@ PAPER_HPARAMS: dict[str, Any] = {
 }
 
 
-def build_dsfd(model_hparams: Mapping[str, Any]) -> DSFD:
-    """A DSFD network from the ``model`` section (missing keys take the paper's values)."""
-    return DSFD(DSFDModelConfig.from_dict(model_hparams))
+def build_dsfd(model_hparams: Mapping[str, Any], load_pretrained: bool = True) -> DSFD:
+    """A DSFD network from the ``model`` section (missing keys take the paper's values); ``load_pretrained=False``
+    skips the initial weights (a checkpoint's replace them)."""
+    return DSFD(DSFDModelConfig.from_dict(model_hparams), load_pretrained)
 
 
 def build_dsfd_transform(augment_hparams: Mapping[str, Any]) -> TrainTransform:
@@ -64,6 +65,7 @@ SPEC = DetectorSpec(
     build_train_transform=build_dsfd_transform,
     paper_hparams=PAPER_HPARAMS,
     configure_inference=apply_predict_hparams,
+    check_model=DSFDModelConfig.from_dict,
 )
 
 __all__ = ["PAPER_HPARAMS", "SPEC", "apply_predict_hparams", "build_dsfd", "build_dsfd_transform"]

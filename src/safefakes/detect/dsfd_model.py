@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -17,10 +16,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.vgg import VGG16_Weights, make_layers
+from torchvision.models.vgg import make_layers
 from torchvision.ops import batched_nms
 
 from safefakes.common.errors import SafefakesError
+from safefakes.common.weights import NO_PRETRAINED, Initialisation, resolve_pretrained
 from safefakes.detect.dsfd_anchors import decode_boxes, pyramid_anchors
 from safefakes.detect.dsfd_loss import FACE, shot_loss
 
@@ -41,6 +41,9 @@ FEM_DILATION = 3  # every FEM branch conv is 3x3 with dilation 3 (DSFD Fig. 2)
 NUM_CLASSES = 2  # background, face
 BACKBONE_POOLING_STRIDE = 32  # five 2x2 max-pools before fc6; extra layers round their sizes up
 BACKGROUND_FILL = 0.0  # padding value after normalization, i.e. the mean colour
+#: ``model.pretrained`` values: torchvision's ImageNet VGG-16 (weight ``vgg16`` of ``safefakes fetch-weights``) or random values.
+PRETRAINED_CHOICES = ("imagenet", NO_PRETRAINED)
+IMAGENET_WEIGHT_KEY = "vgg16"
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class DSFDModelConfig:
     """Hyper-parameters of the DSFD network, anchors, loss and post-processing (the ``model`` section)."""
 
     width_scale: float = 1.0  # channel multiplier; 1.0 is the paper's VGG-16
-    backbone_weights: str = "imagenet_if_available"  # "imagenet" (required), "imagenet_if_available" or "none"
+    pretrained: str = "imagenet"  # the paper's ImageNet VGG-16 (required to be there), or "none": random values
     strides: tuple[int, ...] = (4, 8, 16, 32, 64, 128)  # DSFD Table 1
     anchor_sizes: tuple[float, ...] = (16, 32, 64, 128, 256, 512)  # second shot, DSFD Table 1
     first_shot_anchor_ratio: float = 0.5  # PAL: first-shot anchors are half the second's (DSFD Sec. 3.2)
@@ -90,8 +93,13 @@ class DSFDModelConfig:
             raise SafefakesError("'l2norm_scales' needs three values (conv3_3, conv4_3, conv5_3)")
         if self.width_scale <= 0:
             raise SafefakesError("'width_scale' must be positive")
-        if self.backbone_weights not in ("imagenet", "imagenet_if_available", "none"):
-            raise SafefakesError("'backbone_weights' must be 'imagenet', 'imagenet_if_available' or 'none'")
+        if self.pretrained not in PRETRAINED_CHOICES:
+            raise SafefakesError(f"DSFD model.pretrained must be one of {', '.join(PRETRAINED_CHOICES)}, got {self.pretrained!r}")
+        if self.pretrained != NO_PRETRAINED and self.width_scale != 1.0:
+            raise SafefakesError(
+                f"DSFD model.pretrained '{self.pretrained}' needs width_scale 1.0 (the ImageNet VGG-16's channels), got {self.width_scale}; "
+                "set pretrained: none to train a narrower network from random values"
+            )
         if self.pad_divisor <= 0 or self.pad_divisor % BACKBONE_POOLING_STRIDE != 0:
             raise SafefakesError(f"'pad_divisor' must be a positive multiple of {BACKBONE_POOLING_STRIDE}")
 
@@ -242,11 +250,6 @@ class DSFDBackbone(nn.Module):
         return outputs
 
 
-def imagenet_checkpoint_path() -> str:
-    """Where torchvision's ImageNet VGG-16 weights would be in the torch hub cache."""
-    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(VGG16_Weights.IMAGENET1K_V1.url))
-
-
 def reduce_fc_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """fc6/fc7 of torchvision's VGG-16 subsampled to DSFD's 1024-channel conv fc6 (3x3, dilation 3) and fc7 (1x1).
 
@@ -263,28 +266,21 @@ def reduce_fc_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     }
 
 
-def load_imagenet_backbone(backbone: DSFDBackbone, mode: str, width_scale: float) -> bool:
-    """Load ImageNet VGG-16 weights from the torch hub cache (never downloads); True when loaded."""
-    if mode == "none":
-        LOGGER.info("DSFD backbone: random initialization (backbone_weights='none')")
-        return False
-    path = imagenet_checkpoint_path()
-    reason = None
-    if width_scale != 1.0:
-        reason = f"width_scale={width_scale} differs from 1.0"
-    elif not os.path.isfile(path):
-        reason = f"{path} not found (weights are never downloaded)"
-    if reason is not None:
-        if mode == "imagenet":
-            raise SafefakesError(f"DSFD backbone_weights='imagenet' but ImageNet VGG-16 weights cannot be used: {reason}")
-        LOGGER.warning("DSFD backbone: ImageNet weights not used, random initialization: %s", reason)
-        return False
+def load_imagenet_backbone(backbone: DSFDBackbone, pretrained: str) -> Initialisation:
+    """Load torchvision's ImageNet VGG-16 (conv layers, and fc6/fc7 reduced) as ``pretrained`` asks; what the backbone started from.
+
+    Never downloads: a missing or corrupt file is a :class:`SafefakesError` naming it and the command that fetches it.
+    """
+    if pretrained == NO_PRETRAINED:
+        LOGGER.info("DSFD backbone: random initialization (model.pretrained: none)")
+        return Initialisation()
+    path, initialisation = resolve_pretrained(IMAGENET_WEIGHT_KEY, pretrained, "dsfd")
     state = torch.load(path, map_location="cpu", weights_only=True)
     features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     backbone.features.load_state_dict(features)
     backbone.load_state_dict(reduce_fc_weights(state), strict=False)
     LOGGER.info("DSFD backbone: ImageNet VGG-16 weights loaded from %s", path)
-    return True
+    return initialisation
 
 
 def initialize(module: nn.Module, *, kaiming: bool) -> None:
@@ -299,9 +295,13 @@ def initialize(module: nn.Module, *, kaiming: bool) -> None:
 
 
 class DSFD(nn.Module):
-    """Dual Shot Face Detector following the torchvision detection contract (see ``detect/registry.py``)."""
+    """Dual Shot Face Detector following the torchvision detection contract (see ``detect/registry.py``).
 
-    def __init__(self, config: DSFDModelConfig) -> None:
+    ``load_pretrained=False`` builds the network without its initial weights, for a checkpoint's to replace
+    (``initialisation`` is then ``None``).
+    """
+
+    def __init__(self, config: DSFDModelConfig, load_pretrained: bool = True) -> None:
         super().__init__()
         self.config = config
         self.backbone = DSFDBackbone(config.width_scale, config.l2norm_scales)
@@ -312,7 +312,7 @@ class DSFD(nn.Module):
         initialize(self.backbone, kaiming=True)
         for part in (self.fem, self.first_shot, self.second_shot):
             initialize(part, kaiming=False)
-        self.backbone_weights_used = load_imagenet_backbone(self.backbone, config.backbone_weights, config.width_scale)
+        self.initialisation: Initialisation | None = load_imagenet_backbone(self.backbone, config.pretrained) if load_pretrained else None
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
 

@@ -15,10 +15,11 @@ levels as two sizes per level, each level's pair being its stride-matched size a
 with aspect ratios 0.5, 1, 2 (torchvision's) at every size: 6 anchors per location. The union is
 exactly torchvision's default set (32..512, one per level) plus 16 on the finest level.
 
-Pretrained weights are loaded only from the torch hub cache (``$TORCH_HOME/hub/checkpoints``),
-never downloaded. Without them the backbone trains from scratch with ordinary BatchNorm (a
-FrozenBatchNorm2d without ImageNet statistics would be a fixed identity-like affine and the
-deep, un-normalized ResNet would train poorly) and no layer is frozen.
+Pretrained weights (``model.pretrained``: ``imagenet`` or ``coco``) are loaded only from the torch hub
+cache (``$TORCH_HOME/hub/checkpoints``) or ``$SAFEFAKES_WEIGHTS_DIR``, never downloaded: a missing file
+stops the build with the command that fetches it. ``pretrained: none`` trains the backbone from random
+values with ordinary BatchNorm (a FrozenBatchNorm2d without ImageNet statistics would be a fixed
+identity-like affine and the deep, un-normalized ResNet would train poorly) and no frozen layer.
 """
 
 from __future__ import annotations
@@ -28,14 +29,12 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weights, ResNet101_Weights
 from torchvision.models import resnet as torchvision_resnet
-from torchvision.models.detection import FasterRCNN, FasterRCNN_ResNet50_FPN_Weights
+from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -43,6 +42,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from safefakes.common.errors import SafefakesError
+from safefakes.common.weights import NO_PRETRAINED, Initialisation, resolve_pretrained
 from safefakes.detect.hparams import PredictConfig, TrainConfig
 from safefakes.detect.registry import DetectorSpec, TrainTransform
 from safefakes.detect.transforms import SsdStyleAugmentConfig, build_ssd_style_transform
@@ -52,14 +52,13 @@ LOGGER = logging.getLogger(__name__)
 #: torchvision FPN on a ResNet: levels '0', '1', '2', '3' (strides 4..32) and 'pool' (stride 64).
 FPN_LEVELS = 5
 NORM_LAYERS = {"frozen_batch_norm": FrozenBatchNorm2d, "batch_norm": nn.BatchNorm2d}
-PRETRAINED_CHOICES = ("imagenet", "coco", "none")
-#: ImageNet classification weights per backbone name (their file names locate them in the hub cache).
-IMAGENET_WEIGHTS = {
-    "resnet18": ResNet18_Weights.IMAGENET1K_V1,
-    "resnet34": ResNet34_Weights.IMAGENET1K_V1,
-    "resnet50": ResNet50_Weights.IMAGENET1K_V1,
-    "resnet101": ResNet101_Weights.IMAGENET1K_V1,
-}
+PRETRAINED_CHOICES = ("imagenet", "coco", NO_PRETRAINED)
+#: ``safefakes fetch-weights`` key of torchvision's ImageNet weights per backbone name.
+IMAGENET_WEIGHTS = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50", "resnet101": "resnet101"}
+#: ``safefakes fetch-weights`` key of torchvision's COCO Faster R-CNN (ResNet-50 FPN), ``model.pretrained: coco``.
+COCO_WEIGHTS = "fasterrcnn_coco"
+#: torchvision's ResNet bottleneck width, the one the pretrained files have.
+PRETRAINED_WIDTH_PER_GROUP = 64
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class FasterRcnnConfig:
     width_per_group: int = 64  # ResNet bottleneck width (torchvision's 64); the CPU demo may shrink it
     fpn_channels: int = 256  # FPN output channels (torchvision's 256)
     box_representation_size: int = 1024  # TwoMLPHead width (torchvision's 1024)
-    pretrained: str = "imagenet"  # paper: ImageNet backbone; "coco" = torchvision's COCO detector; used only if cached
+    pretrained: str = "imagenet"  # paper: ImageNet backbone (required); "coco" = torchvision's COCO detector; "none": random
     trainable_backbone_layers: int = 2  # paper: first three of conv1, layer1..4 frozen; used only with pretrained weights
     norm_layer_pretrained: str = "frozen_batch_norm"  # torchvision's choice for a pretrained backbone
     norm_layer_from_scratch: str = "batch_norm"  # learnable BN when no ImageNet statistics exist
@@ -111,6 +110,13 @@ class FasterRcnnConfig:
             raise SafefakesError(f"model.pretrained must be one of {', '.join(PRETRAINED_CHOICES)}, got {self.pretrained!r}")
         if self.backbone not in IMAGENET_WEIGHTS:
             raise SafefakesError(f"model.backbone must be one of {', '.join(IMAGENET_WEIGHTS)}, got {self.backbone!r}")
+        if self.pretrained == "coco" and self.backbone != "resnet50":
+            raise SafefakesError("model.pretrained 'coco' exists only for backbone resnet50")
+        if self.pretrained != NO_PRETRAINED and self.width_per_group != PRETRAINED_WIDTH_PER_GROUP:
+            raise SafefakesError(
+                f"model.pretrained '{self.pretrained}' needs width_per_group {PRETRAINED_WIDTH_PER_GROUP} (the pretrained ResNet's), "
+                f"got {self.width_per_group}; set pretrained: none to train a narrower network from random values"
+            )
         for key in (self.norm_layer_pretrained, self.norm_layer_from_scratch):
             if key not in NORM_LAYERS:
                 raise SafefakesError(f"model norm layer must be one of {', '.join(NORM_LAYERS)}, got {key!r}")
@@ -130,42 +136,25 @@ class FasterRcnnConfig:
         return cls(**raw)
 
 
-def cached_weights_file(url: str) -> Path | None:
-    """The torch hub cache file of a torchvision weights URL, or ``None`` when it is not there."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-    return path if path.is_file() else None
+def pretrained_state(config: FasterRcnnConfig) -> tuple[dict[str, torch.Tensor], Initialisation]:
+    """The model-named tensors of the weights ``config.pretrained`` asks for, and the record of the file they came from.
 
-
-def _pretrained_state(config: FasterRcnnConfig) -> tuple[str, dict[str, torch.Tensor]] | None:
-    """``(description, state_dict)`` of the cached pretrained weights the config asks for, if present."""
-    if config.pretrained == "none":
-        return None
-    if config.pretrained == "coco":
-        if config.backbone != "resnet50":
-            raise SafefakesError("model.pretrained 'coco' exists only for backbone resnet50")
-        url = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.url
-    else:
-        url = IMAGENET_WEIGHTS[config.backbone].url
-    path = cached_weights_file(url)
-    if path is None:
-        LOGGER.info(
-            "faster_rcnn: no %s weights in the torch hub cache (%s); training from scratch",
-            config.pretrained,
-            Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name,
-        )
-        return None
+    Never downloads: a missing or corrupt file is a :class:`SafefakesError` naming it and the command that fetches it.
+    """
+    key = COCO_WEIGHTS if config.pretrained == "coco" else IMAGENET_WEIGHTS[config.backbone]
+    path, initialisation = resolve_pretrained(key, config.pretrained, "faster_rcnn")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if config.pretrained == "imagenet":
         state = {f"backbone.body.{k}": v for k, v in state.items() if not k.startswith("fc.")}
-    return f"{config.pretrained} weights {path}", state
+    return state, initialisation
 
 
-def _load_matching(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[int, int]:
-    """Copy the tensors of ``state`` whose name and shape match the model; returns ``(loaded, skipped)``."""
+def _load_matching(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[int, list[str]]:
+    """Copy the tensors of ``state`` whose name and shape match the model; returns how many, and the names of the rest."""
     own = model.state_dict()
     matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matching, strict=False)
-    return len(matching), len(state) - len(matching)
+    return len(matching), [k for k in state if k not in matching]
 
 
 #: torchvision's MultiScaleRoIAlign output size in the Faster R-CNN box head.
@@ -197,12 +186,16 @@ def build_resnet_fpn(config: FasterRcnnConfig, norm_layer: type[nn.Module], trai
     )
 
 
-def build_faster_rcnn(raw_config: Mapping[str, Any]) -> FasterRCNN:
-    """Build the face Faster R-CNN described by the ``model`` mapping (see :class:`FasterRcnnConfig`)."""
+def build_faster_rcnn(raw_config: Mapping[str, Any], load_pretrained: bool = True) -> FasterRCNN:
+    """Build the face Faster R-CNN described by the ``model`` mapping (see :class:`FasterRcnnConfig`).
+
+    The model's ``initialisation`` records what it started from; ``load_pretrained=False`` builds the same
+    network (frozen norms and stages included) without its initial weights, for a checkpoint's to replace.
+    """
     config = FasterRcnnConfig.from_dict(raw_config)
-    pretrained = _pretrained_state(config)
+    pretrained = config.pretrained != NO_PRETRAINED
     norm_name = config.norm_layer_pretrained if pretrained else config.norm_layer_from_scratch
-    trainable_layers = config.trainable_backbone_layers if pretrained else 5
+    trainable_layers = config.trainable_backbone_layers if pretrained else len(RESNET_STAGES)
     backbone = build_resnet_fpn(config, NORM_LAYERS[norm_name], trainable_layers)
     anchors = AnchorGenerator(sizes=config.anchor_sizes, aspect_ratios=(config.aspect_ratios,) * FPN_LEVELS)
     model = FasterRCNN(
@@ -232,14 +225,30 @@ def build_faster_rcnn(raw_config: Mapping[str, Any]) -> FasterRCNN:
         box_batch_size_per_image=config.box_batch_size_per_image,
         box_positive_fraction=config.box_positive_fraction,
     )
-    if pretrained:
-        description, state = pretrained
-        loaded, skipped = _load_matching(model, state)
-        LOGGER.info(
-            "faster_rcnn: using %s (%d tensors loaded, %d skipped), %s, %d trainable backbone layers", description, loaded, skipped, norm_name, trainable_layers
+    if not load_pretrained:
+        model.initialisation = None
+        return model
+    if not pretrained:
+        model.initialisation = Initialisation()
+        LOGGER.info("faster_rcnn: model.pretrained none: backbone from random values with %s, all layers trainable", norm_name)
+        return model
+    state, model.initialisation = pretrained_state(config)
+    loaded, skipped = _load_matching(model, state)
+    # BatchNorm step counters have no place in a FrozenBatchNorm2d; every other backbone tensor must fit.
+    unfitting = [name for name in skipped if name.startswith("backbone.") and not name.endswith("num_batches_tracked")]
+    if unfitting:
+        raise SafefakesError(
+            f"faster_rcnn: {len(unfitting)} backbone tensors of {model.initialisation.weights_file} do not fit the model (first: {unfitting[0]})"
         )
-    else:
-        LOGGER.info("faster_rcnn: no pretrained weights used; backbone from scratch with %s, all layers trainable", norm_name)
+    LOGGER.info(
+        "faster_rcnn: %s weights %s (%d tensors loaded, %d skipped), %s, %d trainable backbone layers",
+        config.pretrained,
+        model.initialisation.weights_file,
+        loaded,
+        len(skipped),
+        norm_name,
+        trainable_layers,
+    )
     return model
 
 
@@ -263,4 +272,5 @@ SPEC = DetectorSpec(
         "train": _plain(TrainConfig()),
         "predict": _plain(PredictConfig()),
     },
+    check_model=FasterRcnnConfig.from_dict,
 )

@@ -2,7 +2,8 @@
 
 One file per image (``PRED_DIR/<event>/<stem>.txt``, also for images without faces), boxes in the
 original image's pixels, sorted by score. Optional test-time augmentation: several scales and a
-horizontal flip, merged with plain NMS. The output folder appears only when complete.
+horizontal flip, merged with plain NMS. The output folder appears only when complete, with a
+``predictions.json`` naming the checkpoint and the initialisation its detector was trained from.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_directory
 from safefakes.common.progress import progress
 from safefakes.common.run_state import select_device
-from safefakes.data.predictions import write_predictions
+from safefakes.common.weights import Initialisation
+from safefakes.data.predictions import PredictionMetadata, write_prediction_metadata, write_predictions
 from safefakes.data.wider import WiderLayout, load_split
 from safefakes.detect.data import read_image_rgb
 from safefakes.detect.hparams import PredictConfig, deep_merge
 from safefakes.detect.registry import get_detector
-from safefakes.detect.train import load_checkpoint
+from safefakes.detect.train import read_checkpoint
 from safefakes.detect.transforms import resize_by_factor
 
 LOGGER = logging.getLogger(__name__)
@@ -39,31 +41,32 @@ SCORE_DECIMALS = 6
 
 @dataclass(frozen=True)
 class LoadedDetector:
-    """A checkpoint's model (in eval mode, on its device) with its hyper-parameters."""
+    """A checkpoint's model (in eval mode, on its device) with its hyper-parameters and what its training started from."""
 
     name: str
     model: nn.Module
     hparams: dict[str, Any]
     iteration: int
     device: torch.device
+    initialisation: Initialisation
 
 
 def load_detector(checkpoint: str | os.PathLike[str], device: torch.device) -> LoadedDetector:
-    """Rebuild the detector of a checkpoint and load its weights.
+    """Rebuild the detector of a checkpoint (without its initial pretrained weights, which the checkpoint's replace)
+    and load its weights.
 
-    A model built from the same config may differ from the trained one only in BatchNorm flavour
-    (frozen when pretrained weights were cached at training time, learnable otherwise); in eval
-    mode both compute the same function, so only their ``num_batches_tracked`` counters may differ.
-    Any other missing or unexpected tensor is an error.
+    Only BatchNorm ``num_batches_tracked`` counters may be missing or unexpected (a FrozenBatchNorm2d has
+    none); any other mismatched tensor is an error.
     """
-    name, hparams, state, iteration = load_checkpoint(Path(checkpoint))
-    model = get_detector(name).build_model(hparams["model"])
-    result = model.load_state_dict(state, strict=False)
+    saved = read_checkpoint(Path(checkpoint))
+    name = saved.detector
+    model = get_detector(name).build_model(saved.hparams["model"], load_pretrained=False)
+    result = model.load_state_dict(saved.state, strict=False)
     mismatched = [k for k in (*result.missing_keys, *result.unexpected_keys) if not k.endswith("num_batches_tracked")]
     if mismatched:
         raise SafefakesError(f"checkpoint {checkpoint} does not fit the {name} model built from its config: {', '.join(mismatched[:5])}")
     model.to(device).eval()
-    return LoadedDetector(name, model, hparams, iteration, device)
+    return LoadedDetector(name, model, saved.hparams, saved.iteration, device, saved.initialisation)
 
 
 def _image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -123,8 +126,16 @@ def predict(
     configure_inference = get_detector(detector.name).configure_inference
     if configure_inference is not None:
         configure_inference(detector.model, predict_hparams)
-    LOGGER.info("predicting %s images with %s (iteration %d) on %s", split, detector.name, detector.iteration, detector.device)
-    return predict_split(lambda image: detect(detector, image, config), wider_root, out_dir, split, detector.name)
+    LOGGER.info(
+        "predicting %s images with %s (iteration %d, started from %s) on %s",
+        split,
+        detector.name,
+        detector.iteration,
+        detector.initialisation.label,
+        detector.device,
+    )
+    metadata = PredictionMetadata(detector.name, str(checkpoint), detector.iteration, detector.initialisation)
+    return predict_split(lambda image: detect(detector, image, config), wider_root, out_dir, split, detector.name, metadata)
 
 
 def predict_split(
@@ -133,9 +144,11 @@ def predict_split(
     out_dir: str | os.PathLike[str],
     split: str,
     name: str,
+    metadata: PredictionMetadata | None = None,
 ) -> int:
     """Run ``detect_image`` (RGB image -> x1 y1 x2 y2 boxes, scores) on every image of ``split`` and write one WIDER
-    prediction file per image into ``out_dir`` (replaced atomically); returns the number of images."""
+    prediction file per image into ``out_dir`` (replaced atomically), with ``metadata`` beside them when given;
+    returns the number of images."""
     layout = WiderLayout(Path(wider_root))
     annotations, _ = load_split(wider_root, split)
     if not annotations:
@@ -157,4 +170,6 @@ def predict_split(
         for annotation in progress(present, desc=f"predict {name}", unit="img"):
             boxes, scores = detect_image(read_image_rgb(layout.image_path(split, annotation.name)))
             write_predictions(tmp, annotation.name, np.round(xyxy_to_xywh(boxes), BOX_DECIMALS), np.round(scores.astype(np.float64), SCORE_DECIMALS))
+        if metadata is not None:
+            write_prediction_metadata(tmp, metadata)
     return len(present)

@@ -9,6 +9,11 @@ The model contract follows torchvision's detection models:
 * ``model.eval(); detections = model(images)`` returns one dict per image with ``"boxes"`` (``[K, 4]``
   ``x1 y1 x2 y2`` in the input image's pixels), ``"scores"`` (``[K]`` in ``[0, 1]``) and ``"labels"``.
 
+Every built model has an ``initialisation`` attribute: the :class:`~safefakes.common.weights.Initialisation`
+its ``model.pretrained`` setting loaded (a weight file's name and sha256, or ``none``), which the training
+checkpoints record; ``build_model(model, load_pretrained=False)`` builds the same network without its initial
+weights (``initialisation`` is then ``None``), for a checkpoint's weights to replace.
+
 Training-time augmentation is detector specific (DSFD's scale augmentation and data-anchor-sampling,
 TinaFace's random crop), so each spec also builds a :data:`TrainTransform`.
 """
@@ -26,6 +31,7 @@ if TYPE_CHECKING:  # torch is imported only by the detectors themselves, to keep
     from torch import nn
 
 from safefakes.common.errors import SafefakesError
+from safefakes.common.weights import Initialisation
 
 #: ``(image RGB uint8 [H, W, 3], boxes float32 [N, 4] x1 y1 x2 y2, rng) -> (image, boxes)``.
 TrainTransform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -35,7 +41,7 @@ TrainTransform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[n
 class DetectorSpec:
     """How to build one detector from its config section.
 
-    ``build_model`` receives the ``model`` mapping of the detector's hyper-parameters and
+    ``build_model`` receives the ``model`` mapping of the detector's hyper-parameters (and ``load_pretrained``) and
     ``build_train_transform`` the ``augment`` mapping; ``paper_hparams`` is the full set of the
     paper's values (sections ``model``, ``augment``, ``train``, ``predict``). Detectors that run their
     own post-processing (score threshold, NMS, top-k) take the ``predict`` section through
@@ -43,10 +49,12 @@ class DetectorSpec:
     """
 
     name: str
-    build_model: Callable[[Mapping[str, Any]], nn.Module]
+    build_model: Callable[..., nn.Module]  # (model mapping, load_pretrained: bool = True) -> model
     build_train_transform: Callable[[Mapping[str, Any]], TrainTransform]
     paper_hparams: Mapping[str, Any]
     configure_inference: Callable[[nn.Module, Mapping[str, Any]], nn.Module] | None = None
+    #: Parses and checks the ``model`` mapping without building the network (raises SafefakesError); None: not checked early.
+    check_model: Callable[[Mapping[str, Any]], object] | None = None
 
 
 #: ``{detector}`` wildcard value -> ``module:attribute`` holding its :class:`DetectorSpec`.
@@ -64,3 +72,27 @@ def get_detector(name: str) -> DetectorSpec:
     except KeyError:
         raise SafefakesError(f"unknown detector {name!r}; expected one of {', '.join(sorted(DETECTOR_SPECS))}") from None
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def check_hparams(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the hyper-parameter ``overrides`` of detector ``name`` as ``safefakes train`` does, without building or
+    training anything: the resolved hyper-parameters, or a SafefakesError naming the detector and the bad key."""
+    from safefakes.detect.hparams import resolve_hparams
+
+    spec = get_detector(name)
+    try:
+        resolved = resolve_hparams(spec.paper_hparams, overrides)
+        spec.build_train_transform(resolved["augment"])
+        if spec.check_model is not None:
+            spec.check_model(resolved["model"])
+    except (SafefakesError, TypeError, ValueError) as error:
+        raise SafefakesError(f"detector {name}: {error}") from None
+    return resolved
+
+
+def model_initialisation(model: nn.Module, detector: str) -> Initialisation:
+    """What a freshly built model started from (see the module docstring); an error when its builder did not record it."""
+    initialisation = getattr(model, "initialisation", None)
+    if not isinstance(initialisation, Initialisation):
+        raise SafefakesError(f"the {detector} builder did not record its model's initialisation (weights file or 'none')")
+    return initialisation

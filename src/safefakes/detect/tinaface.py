@@ -57,9 +57,10 @@ PAPER_HPARAMS: dict[str, Any] = {
 }
 
 
-def build_tinaface(model_hparams: Mapping[str, Any]) -> TinaFace:
-    """A TinaFace network from the ``model`` section (missing keys take the paper's values)."""
-    return TinaFace(TinaFaceModelConfig.from_dict(model_hparams))
+def build_tinaface(model_hparams: Mapping[str, Any], load_pretrained: bool = True) -> TinaFace:
+    """A TinaFace network from the ``model`` section (missing keys take the paper's values); ``load_pretrained=False``
+    skips the initial weights (a checkpoint's replace them)."""
+    return TinaFace(TinaFaceModelConfig.from_dict(model_hparams), load_pretrained)
 
 
 def build_tinaface_transform(augment_hparams: Mapping[str, Any]) -> TrainTransform:
@@ -79,6 +80,7 @@ SPEC = DetectorSpec(
     build_train_transform=build_tinaface_transform,
     paper_hparams=PAPER_HPARAMS,
     configure_inference=apply_predict_hparams,
+    check_model=TinaFaceModelConfig.from_dict,
 )
 
 __all__ = ["PAPER_HPARAMS", "SPEC", "TinaFace", "apply_predict_hparams", "build_tinaface", "build_tinaface_transform"]

@@ -8,16 +8,16 @@ so torchvision's ImageNet checkpoint loads into it (as vedadet loads ``torchvisi
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet50_Weights
 from torchvision.models.resnet import Bottleneck
 from torchvision.ops import deform_conv2d
 
+from safefakes.common.errors import SafefakesError
+from safefakes.common.weights import NO_PRETRAINED, Initialisation, resolve_pretrained
 from safefakes.detect.tinaface_config import TinaFaceModelConfig, group_count, scaled_channels
 
 LOGGER = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ NormFactory = Callable[[int], nn.Module]
 #: Offsets a deformable 3x3 convolution predicts per position: (dy, dx) for each of the 9 kernel taps.
 DEFORMABLE_OFFSET_CHANNELS = 2 * 3 * 3
 
-#: torchvision's ImageNet ResNet-50 checkpoints, most preferred first (V1 is what ``torchvision://resnet50`` names).
-IMAGENET_CHECKPOINT_URLS = (ResNet50_Weights.IMAGENET1K_V1.url, ResNet50_Weights.IMAGENET1K_V2.url)
+#: torchvision's ImageNet ResNet-50 (IMAGENET1K_V1, what vedadet's ``torchvision://resnet50`` names), weight ``resnet50``
+#: of ``safefakes fetch-weights``.
+IMAGENET_WEIGHT_KEY = "resnet50"
 
 
 def make_norm_factory(config: TinaFaceModelConfig) -> NormFactory:
@@ -116,18 +117,9 @@ class ResNetBackbone(nn.Module):
         return outputs
 
 
-def find_cached_imagenet_checkpoint(hub_dir: str | Path | None = None) -> Path | None:
-    """The torchvision ImageNet ResNet-50 checkpoint in the torch hub cache, or ``None`` (never downloads)."""
-    checkpoints = Path(hub_dir if hub_dir is not None else torch.hub.get_dir()) / "checkpoints"
-    for url in IMAGENET_CHECKPOINT_URLS:
-        candidate = checkpoints / url.rsplit("/", 1)[-1]
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_imagenet_weights(backbone: ResNetBackbone, checkpoint: Path) -> int:
-    """Copy every checkpoint tensor whose name and shape match into ``backbone``; returns how many were copied.
+def load_imagenet_weights(backbone: ResNetBackbone, checkpoint: Path) -> list[str]:
+    """Copy every checkpoint tensor whose name and shape match into ``backbone``; returns the backbone parameters it
+    left unfilled (the deformable convolutions' offset predictors are new layers, not counted).
 
     BatchNorm running statistics are skipped when the backbone has no such buffers (GroupNorm), and the
     classifier ``fc`` is not part of the backbone, as in vedadet's non-strict loading.
@@ -136,25 +128,24 @@ def load_imagenet_weights(backbone: ResNetBackbone, checkpoint: Path) -> int:
     own = backbone.state_dict()
     matched = {name: tensor for name, tensor in state.items() if name in own and own[name].shape == tensor.shape}
     backbone.load_state_dict(matched, strict=False)
-    return len(matched)
+    offset_parameters = {
+        f"{name}.offset.{kind}" for name, module in backbone.named_modules() if isinstance(module, DeformableConv3x3) for kind in ("weight", "bias")
+    }
+    return [name for name, _ in backbone.named_parameters() if name not in matched and name not in offset_parameters]
 
 
-def maybe_load_imagenet_weights(backbone: ResNetBackbone, config: TinaFaceModelConfig) -> Path | None:
-    """Load cached ImageNet weights when asked for and usable; log what happened; return the file used or ``None``."""
-    if not config.pretrained_backbone:
-        LOGGER.info("TinaFace backbone: ImageNet weights not requested; training from scratch")
-        return None
-    if not math.isclose(config.width_scale, 1.0) or tuple(config.backbone_depths) != (3, 4, 6, 3):
-        LOGGER.info("TinaFace backbone: ImageNet weights not used (width_scale %s is not ResNet-50's)", config.width_scale)
-        return None
-    checkpoint = find_cached_imagenet_checkpoint()
-    if checkpoint is None:
-        LOGGER.warning(
-            "TinaFace backbone: no torchvision ResNet-50 ImageNet checkpoint in %s/checkpoints; training from scratch (place %s there to use it)",
-            torch.hub.get_dir(),
-            IMAGENET_CHECKPOINT_URLS[0].rsplit("/", 1)[-1],
-        )
-        return None
-    copied = load_imagenet_weights(backbone, checkpoint)
-    LOGGER.info("TinaFace backbone: loaded %d ImageNet tensors from %s", copied, checkpoint)
-    return checkpoint
+def initialise_backbone(backbone: ResNetBackbone, config: TinaFaceModelConfig) -> Initialisation:
+    """Load the ImageNet ResNet-50 that ``config.pretrained`` asks for (never downloaded); what the backbone started from.
+
+    A missing or corrupt file is a :class:`SafefakesError` naming it and the command that fetches it; so is a
+    file that leaves part of the backbone unfilled.
+    """
+    if config.pretrained == NO_PRETRAINED:
+        LOGGER.info("TinaFace backbone: random initialization (model.pretrained: none)")
+        return Initialisation()
+    path, initialisation = resolve_pretrained(IMAGENET_WEIGHT_KEY, config.pretrained, "tinaface")
+    unfilled = load_imagenet_weights(backbone, path)
+    if unfilled:
+        raise SafefakesError(f"tinaface: {path} leaves {len(unfilled)} backbone tensors unfilled (first: {unfilled[0]}); is it torchvision's ResNet-50?")
+    LOGGER.info("TinaFace backbone: ImageNet ResNet-50 weights loaded from %s", path)
+    return initialisation

@@ -16,8 +16,15 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from safefakes.common.errors import SafefakesError
+from safefakes.common.weights import NO_PRETRAINED
 
 ConfigT = TypeVar("ConfigT")
+
+#: ``model.pretrained`` values: torchvision's ImageNet ResNet-50 (vedadet ``torchvision://resnet50``) or random values.
+PRETRAINED_CHOICES = ("imagenet", NO_PRETRAINED)
+#: The stage depths and stem width of ResNet-50, the only backbone the ImageNet file fits.
+RESNET50_DEPTHS = (3, 4, 6, 3)
+RESNET50_BASE_CHANNELS = 64
 
 
 def config_from_dict(cls: type[ConfigT], values: Mapping[str, Any] | None, *, section: str) -> ConfigT:
@@ -113,7 +120,7 @@ class TinaFaceModelConfig:
     norm: str = "group"  # vedadet norm_cfg GN (the "R50-FPN-GN-DCN" model); "batch" = the R50-FPN-BN variant
     group_norm_groups: int = 32  # vedadet GN num_groups=32
     deformable_stages: tuple[bool, ...] = (False, False, True, True)  # vedadet stage_with_dcn: DCN in res4, res5
-    pretrained_backbone: bool = True  # load torchvision ImageNet ResNet-50 (vedadet weights=torchvision://resnet50) if cached
+    pretrained: str = "imagenet"  # torchvision ImageNet ResNet-50 (vedadet weights=torchvision://resnet50), required; "none": random
     # --- neck: FPN P2..P7 + Inception (TinaFace Sec. 3.1, 3.2) ---
     fpn_channels: int = 256  # vedadet FPN out_channels
     strides: tuple[int, ...] = (4, 8, 16, 32, 64, 128)  # vedadet strides: P2..P7
@@ -156,6 +163,16 @@ class TinaFaceModelConfig:
             raise ValueError("strides must list the backbone levels C2..C5 plus the two extra levels P6, P7")
         if self.negative_iou > self.positive_iou:
             raise ValueError("negative_iou must not exceed positive_iou")
+        if self.pretrained not in PRETRAINED_CHOICES:
+            raise ValueError(f"pretrained must be one of {', '.join(PRETRAINED_CHOICES)}, not {self.pretrained!r}")
+        resnet50 = (
+            math.isclose(self.width_scale, 1.0) and tuple(self.backbone_depths) == RESNET50_DEPTHS and self.backbone_base_channels == RESNET50_BASE_CHANNELS
+        )
+        if self.pretrained != NO_PRETRAINED and not resnet50:
+            raise ValueError(
+                f"pretrained '{self.pretrained}' needs ResNet-50's shape (width_scale 1.0, backbone_depths {list(RESNET50_DEPTHS)}, "
+                f"backbone_base_channels {RESNET50_BASE_CHANNELS}); set pretrained: none to train another shape from random values"
+            )
 
     @property
     def anchors_per_location(self) -> int:

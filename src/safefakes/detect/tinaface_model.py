@@ -11,7 +11,6 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,8 +19,9 @@ from torch import nn
 from torchvision.ops import distance_box_iou_loss, nms, sigmoid_focal_loss
 
 from safefakes.common.errors import SafefakesError
+from safefakes.common.weights import Initialisation
 from safefakes.detect.tinaface_anchors import IGNORED, AnchorGrid, aligned_iou, assign_anchors, decode_boxes
-from safefakes.detect.tinaface_backbone import NormFactory, ResNetBackbone, make_norm_factory, maybe_load_imagenet_weights
+from safefakes.detect.tinaface_backbone import NormFactory, ResNetBackbone, initialise_backbone, make_norm_factory
 from safefakes.detect.tinaface_config import TinaFaceInferenceConfig, TinaFaceModelConfig, plain_dict
 from safefakes.detect.tinaface_neck import FeaturePyramid, Inception, conv_norm
 
@@ -113,14 +113,15 @@ def keep_ratio_test_scale(height: int, width: int, inference: TinaFaceInferenceC
 
 
 class TinaFace(nn.Module):
-    """TinaFace: see the module docstring. ``pretrained_checkpoint`` names the ImageNet file used, if any."""
+    """TinaFace: see the module docstring. ``initialisation`` records what the backbone started from (``None`` when
+    built with ``load_pretrained=False``, for a checkpoint's weights to replace)."""
 
-    def __init__(self, config: TinaFaceModelConfig) -> None:
+    def __init__(self, config: TinaFaceModelConfig, load_pretrained: bool = True) -> None:
         super().__init__()
         self.config = config
         norm = make_norm_factory(config)
         self.backbone = ResNetBackbone(config)
-        self.pretrained_checkpoint: Path | None = maybe_load_imagenet_weights(self.backbone, config)
+        self.initialisation: Initialisation | None = initialise_backbone(self.backbone, config) if load_pretrained else None
         channels = config.neck_channels
         self.fpn = FeaturePyramid(self.backbone.out_channels, channels, norm, extra_levels=len(config.strides) - len(config.backbone_depths))
         self.inception = Inception(channels, norm)

@@ -1,7 +1,9 @@
 """Train any registered detector by iterations, with checkpoints at requested iterations and exact resume.
 
 One run writes ``CHECKPOINTS/iter_{N}.pt`` at every requested ``N`` (the paper's Fig. 6 points come
-from one run) and a loss log ``CHECKPOINTS/train_log.csv``. Every ``train.state_every`` iterations
+from one run) and a loss log ``CHECKPOINTS/train_log.csv``. Each checkpoint records the network's
+initialisation (the pretrained file's name and sha256, or ``none``); the model is built, and a missing
+pretrained file refused, before any training. Every ``train.state_every`` iterations
 and at each checkpoint it writes ``STATE_DIR/state.pt``: model, optimizer, scheduler, AMP scaler and
 the python/numpy/torch RNG states. The data-loader position is the iteration number itself (see
 :mod:`safefakes.detect.data`), so a killed run restarted with the same arguments continues from the
@@ -40,13 +42,14 @@ from safefakes.common.run_state import (
     try_resume,
     write_torch_payload,
 )
+from safefakes.common.weights import Initialisation
 from safefakes.detect.data import AugmentedDataset, StreamBatchSampler, WiderFaceDataset, collate_detection, to_model_inputs
 from safefakes.detect.hparams import OptimizerConfig, ScheduleConfig, TrainConfig, resolve_hparams
-from safefakes.detect.registry import get_detector
+from safefakes.detect.registry import get_detector, model_initialisation
 
 LOGGER = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "safefakes-detector-checkpoint/1"
+CHECKPOINT_FORMAT = "safefakes-detector-checkpoint/2"  # 2: records the initialisation
 
 
 @dataclass(frozen=True)
@@ -103,30 +106,59 @@ class LearningRateFactor:
         return factor
 
 
-def write_checkpoint(path: Path, model: nn.Module, detector: str, hparams: Mapping[str, Any], iteration: int, seed: int) -> None:
-    """Write a detector checkpoint atomically: weights, detector name, hyper-parameters, iteration, seed."""
+def write_checkpoint(
+    path: Path, model: nn.Module, detector: str, hparams: Mapping[str, Any], iteration: int, seed: int, initialisation: Initialisation
+) -> None:
+    """Write a detector checkpoint atomically: weights, detector name, hyper-parameters, iteration, seed, initialisation."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "detector": detector,
         "hparams_json": json.dumps(hparams, sort_keys=True),
         "iteration": iteration,
         "seed": seed,
+        "initialisation_json": json.dumps(initialisation.to_dict(), sort_keys=True),
         "model": cpu_state_dict(model),
     }
     write_torch_payload(path, payload)
 
 
+@dataclass(frozen=True)
+class DetectorCheckpoint:
+    """The content of a checkpoint written by :func:`write_checkpoint`."""
+
+    detector: str
+    hparams: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    iteration: int
+    seed: int
+    initialisation: Initialisation
+
+
+def read_checkpoint(path: str | Path) -> DetectorCheckpoint:
+    """Read a detector checkpoint; a clear error for a missing, damaged or foreign file."""
+    payload = read_torch_payload(path, CHECKPOINT_FORMAT, "detector checkpoint")
+    return DetectorCheckpoint(
+        detector=payload["detector"],
+        hparams=json.loads(payload["hparams_json"]),
+        state=payload["model"],
+        iteration=int(payload["iteration"]),
+        seed=int(payload["seed"]),
+        initialisation=Initialisation.from_dict(json.loads(payload["initialisation_json"])),
+    )
+
+
 def load_checkpoint(path: str | Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], int]:
     """Read a checkpoint: ``(detector name, hparams, model state_dict, iteration)``."""
-    payload = read_torch_payload(path, CHECKPOINT_FORMAT, "detector checkpoint")
-    return payload["detector"], json.loads(payload["hparams_json"]), payload["model"], int(payload["iteration"])
+    checkpoint = read_checkpoint(path)
+    return checkpoint.detector, checkpoint.hparams, checkpoint.state, checkpoint.iteration
 
 
-def _fingerprint(request: TrainRequest, hparams: Mapping[str, Any], dataset_digest: str, total_iterations: int) -> str:
+def _fingerprint(request: TrainRequest, hparams: Mapping[str, Any], dataset_digest: str, total_iterations: int, initialisation: Initialisation) -> str:
     """Identifies a training run; a state with another fingerprint belongs to another run and is not resumed."""
     identity = {
         "detector": request.detector,
         "hparams": hparams,
+        "initialisation": initialisation.label,
         "seed": request.seed,
         "split": request.split,
         "dataset": dataset_digest,
@@ -187,7 +219,10 @@ def train(request: TrainRequest) -> list[Path]:
     )
 
     seed_everything(request.seed)
-    model = spec.build_model(hparams["model"]).to(device)
+    model = spec.build_model(hparams["model"])  # refuses a missing pretrained file, before any training
+    initialisation = model_initialisation(model, request.detector)
+    LOGGER.info("%s starts from %s", request.detector, initialisation.label)
+    model = model.to(device)
     use_amp = (config.amp and device.type == "cuda") or (config.cpu_bfloat16 and device.type == "cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -199,7 +234,7 @@ def train(request: TrainRequest) -> list[Path]:
     objects = TrainingObjects(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda"))
 
     state_path = request.state_dir / STATE_FILE_NAME
-    fingerprint = _fingerprint(request, hparams, base.content_digest(), run_length)
+    fingerprint = _fingerprint(request, hparams, base.content_digest(), run_length, initialisation)
     checkpoint_paths = {n: request.checkpoints_dir / checkpoint_name(n) for n in checkpoints}
     start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths, stop_iteration=total)
     request.checkpoints_dir.mkdir(parents=True, exist_ok=True)
@@ -218,7 +253,7 @@ def train(request: TrainRequest) -> list[Path]:
             log.append(_log_row(iteration, losses, lr_used, len(images) / max(now - tick, 1e-9)))
         tick = now
         if iteration in checkpoints:
-            write_checkpoint(checkpoint_paths[iteration], model, request.detector, hparams, iteration, request.seed)
+            write_checkpoint(checkpoint_paths[iteration], model, request.detector, hparams, iteration, request.seed, initialisation)
         if iteration in checkpoints or iteration % config.state_every == 0:
             request.state_dir.mkdir(parents=True, exist_ok=True)
             save_state(state_path, objects, iteration, fingerprint)

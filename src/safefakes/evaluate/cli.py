@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Evaluate WIDER FACE predictions (<PRED_DIR>/<event>/<image>.txt, lines 'x y w h score') against the "
             "official validation ground truth (wider_face_val.mat and wider_{easy,medium,hard}_val.mat), exactly as "
-            'the official eval_tools do. The last line on stdout is {"easy": AP, "medium": AP, "hard": AP}. '
-            "Only the images of the ground truth are evaluated; a missing prediction file means no detections."
+            'the official eval_tools do. The last line on stdout is {"easy": AP, "medium": AP, "hard": AP}, plus '
+            '"initialisation" (the pretrained file the detector started from, or none) when the folder was written by '
+            "'safefakes predict'. Only the images of the ground truth are evaluated; a missing prediction file means no detections."
         ),
     )
     parser.add_argument("--pred", required=True, type=Path, metavar="PRED_DIR", help="prediction folder")
@@ -73,7 +74,7 @@ def present_images(root: Path, split: str = "val") -> list[tuple[str, str]]:
 def run_evaluate(args: argparse.Namespace) -> int:
     """``safefakes evaluate``: read the ground truth and predictions, evaluate, print and write the results."""
     from safefakes.data.ground_truth import load_ground_truth
-    from safefakes.data.predictions import read_predictions
+    from safefakes.data.predictions import read_prediction_metadata, read_predictions
     from safefakes.evaluate.wider_eval import evaluate
 
     config = _parse_config(args.config)
@@ -90,7 +91,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         time.perf_counter() - started,
         "/".join(str(result.face_counts[s]) for s in ("easy", "medium", "hard")),
     )
-    summary = result.summary()
+    summary: dict[str, object] = dict(result.summary())
+    metadata = read_prediction_metadata(args.pred)
+    if metadata is not None:
+        summary["initialisation"] = metadata.initialisation.to_dict()
     if args.curves:
         atomic_write_text(args.curves, result.curves_frame().to_csv(index=False, float_format=None, lineterminator="\n"))
     if args.out:

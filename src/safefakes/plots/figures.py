@@ -1,4 +1,8 @@
-"""The paper's detector figures: Fig. 4 (AP per difficulty per method) and Fig. 6 (AP against training length)."""
+"""The paper's detector figures: Fig. 4 (AP per difficulty per method) and Fig. 6 (AP against training length).
+
+Their tables carry each result's ``initialisation`` (the pretrained file its detector started from, or
+``none``, as ``safefakes evaluate`` recorded it), and a figure whose results started differently is refused.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import pandas as pd  # noqa: E402
 
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from safefakes.common.weights import recorded_initialisation, require_one_initialisation  # noqa: E402
 from safefakes.data.wider import DIFFICULTIES  # noqa: E402
 
 #: Display names of the methods, in the order the figures show them (unknown methods follow, sorted).
@@ -47,6 +52,12 @@ def read_ap_file(path: str | os.PathLike[str]) -> dict[str, float]:
         raise SafefakesError(f"{path}: expected a JSON object with easy, medium and hard APs") from None
 
 
+def read_initialisation(path: str | os.PathLike[str]) -> str:
+    """The initialisation label an evaluation JSON records (``none`` or ``<file> sha256:<digest>``), else ``unrecorded``."""
+    values = json.loads(Path(path).read_text(encoding="utf-8"))
+    return recorded_initialisation(values if isinstance(values, dict) else {})
+
+
 def method_order(methods: Sequence[str]) -> list[str]:
     """Methods in the figures' order: known ones as in :data:`METHOD_LABELS`, then the rest sorted."""
     known = [method for method in METHOD_LABELS if method in methods]
@@ -54,13 +65,15 @@ def method_order(methods: Sequence[str]) -> list[str]:
 
 
 def results_table(results: Mapping[tuple[str, int], str | os.PathLike[str]]) -> pd.DataFrame:
-    """One row per (method, iterations) with the three APs and their mean (mAP), from evaluation files."""
+    """One row per (method, iterations) with the three APs, their mean (mAP) and the detector's initialisation, from
+    evaluation files; results whose detectors started differently are refused."""
     rows = []
     for (method, iterations), path in results.items():
         aps = read_ap_file(path)
-        rows.append({"method": method, "iterations": int(iterations), **aps, "mAP": sum(aps.values()) / len(aps)})
+        rows.append({"method": method, "iterations": int(iterations), **aps, "mAP": sum(aps.values()) / len(aps), "initialisation": read_initialisation(path)})
     if not rows:
         raise SafefakesError("no evaluation results given")
+    require_one_initialisation({f"{row['method']}@{row['iterations']}": row["initialisation"] for row in rows})
     table = pd.DataFrame(rows)
     order = {method: rank for rank, method in enumerate(method_order(list(table["method"].unique())))}
     table = table.sort_values(by=["method", "iterations"], key=lambda column: column.map(order) if column.name == "method" else column)

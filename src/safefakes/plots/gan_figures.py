@@ -33,6 +33,7 @@ from safefakes.anonymize.gan.crops import context_square, extract_square  # noqa
 from safefakes.anonymize.gan.keypoints import SIZE_BIN_EDGES, size_bin  # noqa: E402
 from safefakes.common.errors import SafefakesError  # noqa: E402
 from safefakes.common.io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from safefakes.common.weights import require_one_initialisation  # noqa: E402
 from safefakes.data.wider import (  # noqa: E402
     DIFFICULTIES,  # noqa: E402
     FaceBox,
@@ -40,7 +41,7 @@ from safefakes.data.wider import (  # noqa: E402
     WiderLayout,
     load_split,
 )
-from safefakes.plots.figures import DETECTOR_LABELS, METHOD_LABELS, method_order, read_ap_file  # noqa: E402
+from safefakes.plots.figures import DETECTOR_LABELS, METHOD_LABELS, method_order, read_ap_file, read_initialisation  # noqa: E402
 
 FIGURE_DPI = 150
 #: Bar / line colours of the three WIDER FACE difficulties and their mean.
@@ -129,9 +130,9 @@ def _save_csv(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
 
 
-def _ap_row(path: str | os.PathLike[str]) -> dict[str, float]:
+def _ap_row(path: str | os.PathLike[str]) -> dict[str, float | str]:
     aps = read_ap_file(path)
-    return {**aps, "mAP": sum(aps.values()) / len(aps)}
+    return {**aps, "mAP": sum(aps.values()) / len(aps), "initialisation": read_initialisation(path)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,7 +241,8 @@ def training_set_table(results: Sequence[tuple[str, str]], faces: Mapping[str, i
     if not results:
         raise SafefakesError("no evaluation results given")
     rows = [{"label": label, "training_faces": faces.get(label), **_ap_row(path)} for label, path in results]
-    table = pd.DataFrame(rows, columns=["label", "training_faces", *AP_COLUMNS])
+    require_one_initialisation({row["label"]: row["initialisation"] for row in rows})
+    table = pd.DataFrame(rows, columns=["label", "training_faces", *AP_COLUMNS, "initialisation"])
     table["training_faces"] = table["training_faces"].astype("Int64")
     return table
 
@@ -281,12 +283,12 @@ def iterations_table(results: Sequence[tuple[int, str]]) -> pd.DataFrame:
     if len(set(counts)) != len(counts):
         raise SafefakesError(f"iteration counts given twice: {sorted({c for c in counts if counts.count(c) > 1})}")
     rows = [{"iterations": int(iterations), **_ap_row(path)} for iterations, path in results]
-    return pd.DataFrame(rows, columns=["iterations", *AP_COLUMNS]).sort_values("iterations").reset_index(drop=True)
+    return pd.DataFrame(rows, columns=["iterations", *AP_COLUMNS, "initialisation"]).sort_values("iterations").reset_index(drop=True)
 
 
 def reference_table(references: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """One row per reference run (e.g. the detector trained on original data): the three APs and their mean."""
-    return pd.DataFrame([{"label": label, **_ap_row(path)} for label, path in references], columns=["label", *AP_COLUMNS])
+    return pd.DataFrame([{"label": label, **_ap_row(path)} for label, path in references], columns=["label", *AP_COLUMNS, "initialisation"])
 
 
 def use_log_axis(iterations: Sequence[int]) -> bool:
@@ -295,7 +297,10 @@ def use_log_axis(iterations: Sequence[int]) -> bool:
 
 
 def plot_fig9(table: pd.DataFrame, references: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
-    """Fig. 9: AP per difficulty and mean against anonymizer training iterations; references as dashed lines."""
+    """Fig. 9: AP per difficulty and mean against anonymizer training iterations; references as dashed lines. Refused
+    when the detectors (references included) started differently."""
+    starts = {f"{format_count(int(row.iterations))} iterations": row.initialisation for row in table.itertuples(index=False)}
+    require_one_initialisation(starts | {f"{row.label} (reference)": row.initialisation for row in references.itertuples(index=False)})
     _save_csv(table, out_csv)
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for column in AP_COLUMNS:
