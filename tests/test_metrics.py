@@ -17,7 +17,7 @@ import scipy.stats
 from safefakes.cli import main
 from safefakes.common import weights
 from safefakes.common.errors import SafefakesError
-from safefakes.data.wider import read_bbx_gt, write_bbx_gt
+from safefakes.data.wider import FaceBox, ImageAnnotation, read_bbx_gt, write_bbx_gt
 from safefakes.evaluate import correlation, image_metrics
 from safefakes.evaluate.image_metrics import (
     MetricsConfig,
@@ -106,9 +106,9 @@ def test_pearson_too_few_points_or_constant_is_nan() -> None:
     assert math.isnan(correlation.pearson([1.0, 2.0, math.nan], [3.0, 5.0, 4.0]))  # NaN row dropped -> 2 points
 
 
-def _write_method_files(folder: Path) -> tuple[list[str], list[Path], list[Path], pd.DataFrame]:
+def _write_method_files(folder: Path, methods: list[str] | None = None) -> tuple[list[str], list[Path], list[Path], pd.DataFrame]:
     rng = np.random.default_rng(4)
-    methods = ["blur", "pixelate", "blackout", "gan_a", "gan_b", "gan_c", "gan_d"]
+    methods = methods or ["blur", "pixelate", "blackout", "gan_a", "gan_b", "gan_c", "gan_d"]
     rows = []
     metric_paths, ap_paths = [], []
     for name in methods:
@@ -122,31 +122,121 @@ def _write_method_files(folder: Path) -> tuple[list[str], list[Path], list[Path]
     return methods, metric_paths, ap_paths, pd.DataFrame(rows).set_index("method")
 
 
+def _method_table(folder: Path, methods: list[str] | None = None, gan_methods: tuple[str, ...] = (), ap_iterations: list[int] | None = None) -> pd.DataFrame:
+    names, metric_paths, ap_paths, _ = _write_method_files(folder, methods)
+    metrics, aps = [correlation.read_json(p) for p in metric_paths], [correlation.read_json(p) for p in ap_paths]
+    return correlation.build_method_table(names, metrics, aps, gan_methods, ap_iterations)
+
+
+def _cell(result: pd.DataFrame, metric: str, group: str, column: str = "r") -> object:
+    return result.set_index(["metric", "group"]).loc[(metric, group), column]
+
+
 def test_correlation_table_groups(tmp_path: Path) -> None:
-    methods, metric_paths, ap_paths, expected = _write_method_files(tmp_path)
-    table = correlation.build_method_table(methods, [correlation.read_json(p) for p in metric_paths], [correlation.read_json(p) for p in ap_paths])
+    methods, _metric_paths, _ap_paths, expected = _write_method_files(tmp_path)
     gans = ["gan_a", "gan_b", "gan_c", "gan_d"]
-    result = correlation.correlation_table(table, gans)
-    assert result.loc["l1", "All"] == pytest.approx(expected["l1"].corr(expected["map"]))
-    assert result.loc["ssim", "GAN"] == pytest.approx(expected.loc[gans, "ssim"].corr(expected.loc[gans, "map"]))
+    result = correlation.correlation_table(_method_table(tmp_path, methods, tuple(gans), [400]))
+    assert _cell(result, "l1", "All") == pytest.approx(expected["l1"].corr(expected["map"]))
+    assert _cell(result, "ssim", "GAN") == pytest.approx(expected.loc[gans, "ssim"].corr(expected.loc[gans, "map"]))
     conventional = ["blur", "pixelate", "blackout"]
-    assert result.loc["l1", "Conventional"] == pytest.approx(expected.loc[conventional, "l1"].corr(expected.loc[conventional, "map"]))
-    assert math.isnan(result.loc["lpips", "All"])  # all null
-    assert result.loc["l1", "n_GAN"] == 4
+    assert _cell(result, "l1", "Conventional") == pytest.approx(expected.loc[conventional, "l1"].corr(expected.loc[conventional, "map"]))
+    assert math.isnan(_cell(result, "lpips", "All"))  # all null
+    assert "0 point(s)" in _cell(result, "lpips", "All", "note")
+    assert _cell(result, "l1", "GAN", "n") == 4
+    assert set(result["map_iteration"]) == {400}
+    assert "Other" not in set(result["group"])  # no method beyond the paper's: no empty column
+
+
+def test_conventional_column_holds_only_the_papers_conventional_methods(tmp_path: Path) -> None:
+    """Noise, eyes and heavyblur are not the paper's conventional methods: they go to Other, never into Conventional or All."""
+    paper_conventional = ["blur", "fullblur", "pixelate", "blackout"]
+    others = ["noise", "eyes", "heavyblur"]
+    gans = ["deepprivacy", "ciagan", "sun2018", "deepprivacy-synth_quarter-400"]
+    table = _method_table(tmp_path, paper_conventional + others + gans, tuple(gans))
+    assert list(table.loc[paper_conventional, "group"].unique()) == ["Conventional"]
+    assert list(table.loc[others, "group"].unique()) == ["Other"]
+    result = correlation.correlation_table(table)
+    assert _cell(result, "l1", "Conventional", "datasets").split() == paper_conventional
+    assert _cell(result, "l1", "Other", "datasets").split() == others
+    assert sorted(_cell(result, "l1", "All", "datasets").split()) == sorted(paper_conventional + gans)
+    assert _cell(result, "l1", "Conventional") == pytest.approx(table.loc[paper_conventional, "l1"].corr(table.loc[paper_conventional, "map"]))
+    assert _cell(result, "l1", "Other") == pytest.approx(table.loc[others, "l1"].corr(table.loc[others, "map"]))
+
+
+def test_fisher_interval_matches_hand_computation() -> None:
+    x, y = [1, 2, 3, 4, 5, 6], [2, 1, 4, 3, 6, 5]
+    # By hand: r = 14.5 / 17.5; z = atanh(r); half-width 1.959964 / sqrt(6 - 3); back with tanh.
+    r = 14.5 / 17.5
+    half = 1.959964 / math.sqrt(3)
+    result = correlation.pearson_with_ci(x, y)
+    assert (result.r, result.n) == (pytest.approx(r), 6)
+    assert result.ci_low == pytest.approx(math.tanh(math.atanh(r) - half), abs=1e-6) == pytest.approx(0.0519, abs=1e-4)
+    assert result.ci_high == pytest.approx(math.tanh(math.atanh(r) + half), abs=1e-6) == pytest.approx(0.9807, abs=1e-4)
+    assert result.note == "" and result.warning == ""
+
+
+def test_fisher_interval_undefined_for_three_points_and_warning_below_five() -> None:
+    three = correlation.pearson_with_ci([1.0, 2.0, 3.0], [2.0, 1.0, 4.0])
+    assert math.isfinite(three.r) and math.isnan(three.ci_low) and math.isnan(three.ci_high)
+    assert "Fisher" in three.note and "n = 3" in three.note
+    assert "only 3 points" in three.warning
+    four = correlation.pearson_with_ci([1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0])
+    assert -1 < four.ci_low < four.r < four.ci_high < 1 and "only 4 points" in four.warning
+    assert correlation.pearson_with_ci(range(5), [2.0, 1.0, 4.0, 3.0, 6.0]).warning == ""
+
+
+def test_mixed_detector_iterations_are_refused(tmp_path: Path) -> None:
+    table = _method_table(tmp_path, ["blur", "pixelate", "blackout", "fullblur"], (), [1000, 1000, 1000, 400])
+    with pytest.raises(SafefakesError, match="one detector iteration.*400: fullblur"):
+        correlation.correlation_table(table)
 
 
 def test_table2_cli_writes_csv_and_figures(tmp_path: Path) -> None:
     methods, metric_paths, ap_paths, _expected = _write_method_files(tmp_path)
-    out_csv, out_png, scatter = tmp_path / "t2.csv", tmp_path / "t2.png", tmp_path / "scatter.png"
+    out_csv, points, out_png, scatter = tmp_path / "t2.csv", tmp_path / "points.csv", tmp_path / "t2.png", tmp_path / "scatter.png"
     # Only two GANs: the GAN column must be n/a, not a meaningless +-1.
     inputs = ["--metrics", *map(str, metric_paths), "--ap", *map(str, ap_paths), "--methods", *methods, "--gan-methods", "gan_a", "gan_b"]
-    assert main(["table2", *inputs, "--out-csv", str(out_csv)]) == 0
+    inputs += ["--ap-iterations", "400"]
+    assert main(["table2", *inputs, "--out-csv", str(out_csv), "--out-points", str(points)]) == 0
     assert main(["plot-table2", *inputs, "--out-png", str(out_png), "--scatter-png", str(scatter)]) == 0
-    frame = pd.read_csv(out_csv, index_col="metric", keep_default_na=False)
-    assert list(frame.columns[:3]) == ["All", "GAN", "Conventional"]
-    assert frame.loc["l1", "GAN"] == "n/a"
-    assert frame.loc["lpips", "All"] == "n/a"
+    frame = pd.read_csv(out_csv, keep_default_na=False).set_index(["metric", "group"])
+    assert {"r", "n", "ci_low", "ci_high", "map_iteration", "warning", "note"} <= set(frame.columns)
+    assert list(dict.fromkeys(frame.index.get_level_values("group"))) == ["All", "GAN", "Conventional", "Other"]  # gan_c, gan_d: Other
+    assert frame.loc[("l1", "GAN"), "r"] == "n/a" and frame.loc[("l1", "GAN"), "n"] == 2
+    assert frame.loc[("lpips", "All"), "r"] == "n/a"
+    assert frame.loc[("l1", "Conventional"), "ci_low"] == "n/a" and "Fisher" in frame.loc[("l1", "Conventional"), "note"]
+    assert "only 3 points" in frame.loc[("l1", "Conventional"), "warning"]
+    assert frame.loc[("l1", "All"), "n"] == 5 and float(frame.loc[("l1", "All"), "ci_low"]) < float(frame.loc[("l1", "All"), "r"])
+    assert set(frame["map_iteration"]) == {400}
+    point_rows = pd.read_csv(points, index_col="dataset")
+    assert list(point_rows.index) == methods and set(point_rows["map_iteration"]) == {400}
+    assert point_rows.loc["gan_a", "group"] == "GAN" and point_rows.loc["blur", "group"] == "Conventional"
     assert out_png.read_bytes()[:4] == b"\x89PNG" and scatter.stat().st_size > 1000
+
+
+def test_table2_figure_shows_the_few_points_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safefakes.plots import privacy
+
+    drawn: list[str] = []
+
+    def keep_text(figure, path) -> None:
+        for axis in figure.axes:
+            drawn.append(axis.get_title())
+            for table in axis.tables:
+                drawn.extend(cell.get_text().get_text() for cell in table.get_celld().values())
+        drawn.extend(text.get_text() for text in figure.texts)
+
+    monkeypatch.setattr(privacy, "save_figure", keep_text)
+    table = _method_table(tmp_path, ["blur", "pixelate", "blackout", "fullblur", "gan_a", "gan_b", "gan_c"], ("gan_a", "gan_b", "gan_c"), [400])
+    correlations = correlation.correlation_table(table)
+    privacy.render_correlation_table(correlations, tmp_path / "t.png")
+    assert any("WARNING" in text and "fewer than 5 points" in text for text in drawn)
+    gan_l1 = privacy.correlation_cell(correlations.set_index(["metric", "group"]).loc[("l1", "GAN")])
+    assert gan_l1.endswith("n=3*") and gan_l1 in drawn
+    assert any("detector iteration 400" in text for text in drawn)
+    drawn.clear()
+    privacy.plot_metric_scatter(table, tmp_path / "s.png", correlations)
+    assert any("WARNING" in text for text in drawn) and any("GAN" in text and "n=3*" in text for text in drawn)
 
 
 def test_table2_mismatched_inputs_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -264,6 +354,56 @@ def test_metrics_identity_vs_blackout_on_real_faces(wider_fixture_root: Path, tm
     assert anon["metrics"]["l1"] > 0.1 and anon["metrics"]["ssim"] < 0.5
     assert anon["metrics"]["fid_face"] > 0.05
     assert "not Inception FID" in anon["labels"]["fid_face"]
+
+
+def _grid_dataset(root: Path, images: int, faces_per_image: int, face_size: int = 32) -> list[tuple[int, int]]:
+    """A WIDER-layout train split of noise images, each with a row of faces and its index in its top-left pixel;
+    the faces' (image, column) in file order."""
+    rng = np.random.default_rng(7)
+    annotations = []
+    for index in range(images):
+        name = f"0--Parade/{index:02d}.png"
+        faces = [FaceBox(column * face_size, 0, face_size, face_size) for column in range(faces_per_image)]
+        annotations.append(ImageAnnotation(name, faces))
+        target = root / "WIDER_train" / "images" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image = rng.integers(0, 256, (face_size, face_size * faces_per_image, 3), dtype=np.uint8)
+        image[0, 0] = index
+        cv2.imwrite(str(target), image)
+    write_bbx_gt(root / "wider_face_split" / "wider_face_train_bbx_gt.txt", annotations)
+    return [(index, column) for index in range(images) for column in range(faces_per_image)]
+
+
+def _measured_faces(root: Path, max_faces: int | None, seed: int, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (image, column) of every face ``compute_image_metrics`` crops, in the order it crops them."""
+    seen: list[tuple[int, int]] = []
+    crop = image_metrics.crop_face
+
+    def recording_crop(image_bgr: np.ndarray, face: FaceBox, size: int) -> np.ndarray | None:
+        seen.append((int(image_bgr[0, 0, 0]), face.x // face.w))
+        return crop(image_bgr, face, size)
+
+    monkeypatch.setattr(image_metrics, "crop_face", recording_crop)
+    result = compute_image_metrics(root, root, "train", ["l1"], MetricsConfig(min_face_size=8), max_faces=max_faces, seed=seed)
+    faces = seen[::2]  # the original's and the anonymized image's crop of each face come in pairs
+    assert result["faces"]["used"] == len(faces)
+    return faces
+
+
+def test_capped_faces_are_a_seeded_random_sample_not_the_first_in_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    in_file_order = _grid_dataset(tmp_path, images=6, faces_per_image=4)
+    everything = _measured_faces(tmp_path, None, 0, monkeypatch)
+    assert everything == in_file_order
+    first = _measured_faces(tmp_path, 6, 0, monkeypatch)
+    again = _measured_faces(tmp_path, 6, 0, monkeypatch)
+    other_seed = _measured_faces(tmp_path, 6, 1, monkeypatch)
+    assert first == again and len(set(first)) == 6  # same seed, same faces, none twice
+    assert set(first) != set(in_file_order[:6])  # not the first six in file order
+    assert set(other_seed) != set(first)
+    permutation = np.random.default_rng(0).permutation(len(in_file_order))[:6]
+    assert set(first) == {in_file_order[i] for i in permutation}  # a uniform draw without replacement
+    result = compute_image_metrics(tmp_path, tmp_path, "train", ["l1"], MetricsConfig(min_face_size=8), max_faces=6, seed=0)
+    assert result["faces"]["candidates"] == 24 and result["sample_seed"] == 0
 
 
 def test_metrics_cli_counts_small_faces_and_is_deterministic(wider_fixture_root: Path, tmp_path: Path, no_weights: Path) -> None:

@@ -27,6 +27,7 @@ PATHS = {
     "reid_scores": "results/reid/{method}/{strength}_scores.csv",
     "reid_table": "results/tables/reid.csv",
     "table2_csv": "results/tables/table2_metric_correlation.csv",
+    "table2_points": "results/tables/table2_points.csv",
     "table2_png": "results/tables/table2_metric_correlation.png",
     "table2_scatter": "results/figures/table2_scatter.png",
     "paper_checks_csv": "results/tables/paper_checks_{detector}.csv",

@@ -2,6 +2,31 @@
 # privacy-utility frontier.
 
 
+#: Seed of the image metrics' random face sample (privacy.metrics.seed, else anonymize.seed).
+METRICS_SEED = config["privacy"]["metrics"].get("seed", config["anonymize"]["seed"])
+
+
+def table2_plan():
+    """The anonymized datasets Table II correlates and the one detector iteration their mAPs come from.
+
+    The points are the Fig. 4 methods plus the GAN checkpoints of Figs. 7 and 9 (GAN_VARIANTS), when the
+    privacy detector is one of gans.figure_detectors (otherwise the variants have no mAP of that detector,
+    and training it on them only for Table II is left out). The variants are evaluated at
+    gan_figure_iteration (gans.detector_iteration), and the Fig. 4 methods have that iteration point too,
+    so every point is read there: mAPs of different training lengths are never mixed in one correlation.
+    Without variants the points are read at the detector's final iteration, Fig. 4's.
+    """
+    variants = sorted(GAN_VARIANTS) if PRIVACY_DETECTOR in FIGURE_DETECTORS else []
+    iteration = gan_figure_iteration(PRIVACY_DETECTOR) if variants else final_iteration(PRIVACY_DETECTOR)
+    return ANONYMIZED_METHODS + variants, iteration
+
+
+if PRIVACY_DETECTOR:
+    TABLE2_DATASETS, TABLE2_ITERATION = table2_plan()
+    #: The Table II points a GAN made (the Fig. 4 GANs and their variants); the rest are grouped by the table2 command.
+    TABLE2_GAN_DATASETS = [name for name in TABLE2_DATASETS if dataset_method(name) in GAN_NAMES]
+
+
 rule image_metrics:
     input:
         original=original_root(),
@@ -12,6 +37,7 @@ rule image_metrics:
         split=IMAGE_SPLIT,
         metrics=metric_selection_args(),
         max_faces=config["privacy"]["metrics"]["max_faces"],
+        seed=METRICS_SEED,
     conda:
         CONDA_ENV
     log:
@@ -24,7 +50,7 @@ rule image_metrics:
         runtime=grows_with_attempt(240),
     shell:
         "OMP_NUM_THREADS={threads} python -m safefakes metrics --original {input.original} --anonymized {input.anonymized} --split {params.split}"
-        " --max-faces {params.max_faces} {params.metrics} --out {output} 2> {log}"
+        " --max-faces {params.max_faces} --seed {params.seed} {params.metrics} --out {output} 2> {log}"
 
 
 if PRIVACY_DETECTOR:
@@ -32,15 +58,17 @@ if PRIVACY_DETECTOR:
 
     rule table2:
         input:
-            metrics=expand(PATHS["metrics"], method=ANONYMIZED_METHODS),
-            ap=[evaluation_json(PRIVACY_DETECTOR, method, final_iteration(PRIVACY_DETECTOR)) for method in ANONYMIZED_METHODS],
+            metrics=expand(PATHS["metrics"], method=TABLE2_DATASETS),
+            ap=[evaluation_json(PRIVACY_DETECTOR, name, TABLE2_ITERATION) for name in TABLE2_DATASETS],
         output:
             csv=PATHS["table2_csv"],
+            points=PATHS["table2_points"],
             png=report(PATHS["table2_png"], caption="../report/table2.rst", category="Table II: metrics"),
             scatter=report(PATHS["table2_scatter"], caption="../report/table2.rst", category="Table II: metrics"),
         params:
-            methods=" ".join(ANONYMIZED_METHODS),
-            gan_methods=" ".join(GAN_METHODS),
+            methods=" ".join(TABLE2_DATASETS),
+            gan_methods=" ".join(TABLE2_GAN_DATASETS),
+            iteration=TABLE2_ITERATION,
         conda:
             CONDA_ENV
         log:
@@ -53,9 +81,9 @@ if PRIVACY_DETECTOR:
             runtime=10,
         shell:
             "python -m safefakes table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
-            " --gan-methods {params.gan_methods} --out-csv {output.csv} 2> {log}"
+            " --gan-methods {params.gan_methods} --ap-iterations {params.iteration} --out-csv {output.csv} --out-points {output.points} 2> {log}"
             " && python -m safefakes plot-table2 --metrics {input.metrics} --ap {input.ap} --methods {params.methods}"
-            " --gan-methods {params.gan_methods} --out-png {output.png} --scatter-png {output.scatter} 2>> {log}"
+            " --gan-methods {params.gan_methods} --ap-iterations {params.iteration} --out-png {output.png} --scatter-png {output.scatter} 2>> {log}"
 
 
 rule synth_identities:

@@ -1,7 +1,8 @@
 """Image metrics between original and anonymized faces (Safe Fakes, Sec. IV-D and Table II).
 
 Every annotated face of a split is cropped from the original and from the anonymized dataset at the
-same box, resized to a fixed square, and compared:
+same box, resized to a fixed square, and compared (all usable faces, or a seeded random sample of them
+when ``max_faces`` caps the count, see :func:`iter_face_pairs`):
 
 * ``l1`` / ``l2``: mean absolute / mean squared pixel difference, RGB scaled to [0, 1];
 * ``ssim``: scikit-image SSIM over the colour crop (data range 1);
@@ -30,7 +31,8 @@ from skimage.metrics import structural_similarity
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
 from safefakes.common.weights import METRIC_WEIGHTS, metric_weights_status, require_weight
-from safefakes.data.wider import FaceBox, WiderLayout, load_split
+from safefakes.data.wider import FaceBox, ImageAnnotation, WiderLayout, load_split
+from safefakes.evaluate import DEFAULT_SAMPLE_SEED
 from safefakes.evaluate.face_descriptors import DescriptorConfig, FaceDescriptorModel, _dataclass_from_dict
 
 ALL_METRICS = ("l1", "l2", "ssim", "fid_face", "lpips", "fid")
@@ -234,6 +236,16 @@ class FaceCounts:
     excluded_outside: int = 0
     #: Images the original root lists but does not hold (a partial copy of WIDER FACE): not measured.
     images_absent: int = 0
+    #: Usable faces the measured ones are drawn from.
+    candidates: int = 0
+
+
+@dataclass(frozen=True)
+class FaceRef:
+    """One usable face: the index of its image in the split's annotations, and its box."""
+
+    image_index: int
+    face: FaceBox
 
 
 def crop_face(image_bgr: np.ndarray, face: FaceBox, size: int) -> np.ndarray | None:
@@ -255,18 +267,11 @@ def _read_image(path: Path) -> np.ndarray:
     return image
 
 
-def iter_face_pairs(
-    original_root: str | os.PathLike[str],
-    anonymized_root: str | os.PathLike[str],
-    split: str,
-    config: MetricsConfig,
-    counts: FaceCounts,
-    max_faces: int | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(original_crop, anonymized_crop)`` RGB pairs of every usable face; ``counts`` is filled in."""
-    annotations, _extras = load_split(original_root, split)
-    original, anonymized = WiderLayout(Path(original_root)), WiderLayout(Path(anonymized_root))
-    for annotation in progress(annotations, desc=f"faces ({split})", unit="img"):
+def usable_faces(annotations: Sequence[ImageAnnotation], original: WiderLayout, split: str, config: MetricsConfig, counts: FaceCounts) -> list[FaceRef]:
+    """Every face the metrics may use, in file order: valid (unless configured otherwise), large enough, on an
+    image the original root holds. ``counts`` gets the exclusions and the number of candidates."""
+    candidates: list[FaceRef] = []
+    for image_index, annotation in enumerate(annotations):
         usable = []
         for face in annotation.faces:
             if config.skip_invalid and face.invalid:
@@ -280,21 +285,63 @@ def iter_face_pairs(
         if not original.image_path(split, annotation.name).is_file():
             counts.images_absent += 1
             continue
-        anonymized_path = anonymized.image_path(split, annotation.name)
-        if not anonymized_path.is_file():
-            raise SafefakesError(f"anonymized dataset lacks {anonymized_path} (it must mirror {original.root})")
-        image_o, image_a = _read_image(original.image_path(split, annotation.name)), _read_image(anonymized_path)
-        if image_o.shape != image_a.shape:
-            raise SafefakesError(f"{anonymized_path}: size {image_a.shape[:2]} differs from the original's {image_o.shape[:2]}")
-        for face in usable:
-            if max_faces is not None and counts.used >= max_faces:
-                return
-            crop_o, crop_a = crop_face(image_o, face, config.crop_size), crop_face(image_a, face, config.crop_size)
-            if crop_o is None or crop_a is None:
-                counts.excluded_outside += 1
-                continue
-            counts.used += 1
-            yield crop_o, crop_a
+        candidates += [FaceRef(image_index, face) for face in usable]
+    counts.candidates = len(candidates)
+    return candidates
+
+
+def sampling_order(count: int, max_faces: int | None, seed: int) -> np.ndarray:
+    """The order in which ``count`` candidate faces are tried: file order when all are used, else a random
+    permutation drawn with ``seed`` (its first ``max_faces`` are a uniform sample without replacement)."""
+    if max_faces is None or max_faces >= count:
+        return np.arange(count)
+    return np.random.default_rng(seed).permutation(count)
+
+
+def iter_face_pairs(
+    original_root: str | os.PathLike[str],
+    anonymized_root: str | os.PathLike[str],
+    split: str,
+    config: MetricsConfig,
+    counts: FaceCounts,
+    max_faces: int | None = None,
+    seed: int = DEFAULT_SAMPLE_SEED,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(original_crop, anonymized_crop)`` RGB pairs; ``counts`` is filled in.
+
+    Without ``max_faces`` every usable face is measured. With it, ``max_faces`` faces are drawn at random
+    (``seed``) from the usable faces of the whole split, not the first ones in file order, so a capped run
+    still spreads over every event folder; the same seed and annotations give the same faces for every
+    anonymized dataset. A drawn face whose box lies outside its image is replaced by the next one drawn.
+    """
+    annotations, _extras = load_split(original_root, split)
+    original, anonymized = WiderLayout(Path(original_root)), WiderLayout(Path(anonymized_root))
+    candidates = usable_faces(annotations, original, split, config, counts)
+    order = sampling_order(len(candidates), max_faces, seed)
+    target = len(candidates) if max_faces is None else min(max_faces, len(candidates))
+    position = 0
+    while counts.used < target and position < len(order):
+        # Read each image once per round: the round's faces in file order, grouped by image.
+        chosen = np.sort(order[position : position + target - counts.used])
+        position += len(chosen)
+        by_image: dict[int, list[FaceBox]] = {}
+        for candidate in chosen:
+            by_image.setdefault(candidates[candidate].image_index, []).append(candidates[candidate].face)
+        for image_index, faces in progress(by_image.items(), desc=f"faces ({split})", total=len(by_image), unit="img"):
+            name = annotations[image_index].name
+            anonymized_path = anonymized.image_path(split, name)
+            if not anonymized_path.is_file():
+                raise SafefakesError(f"anonymized dataset lacks {anonymized_path} (it must mirror {original.root})")
+            image_o, image_a = _read_image(original.image_path(split, name)), _read_image(anonymized_path)
+            if image_o.shape != image_a.shape:
+                raise SafefakesError(f"{anonymized_path}: size {image_a.shape[:2]} differs from the original's {image_o.shape[:2]}")
+            for face in faces:
+                crop_o, crop_a = crop_face(image_o, face, config.crop_size), crop_face(image_a, face, config.crop_size)
+                if crop_o is None or crop_a is None:
+                    counts.excluded_outside += 1
+                    continue
+                counts.used += 1
+                yield crop_o, crop_a
 
 
 def batched(pairs: Iterator[tuple[np.ndarray, np.ndarray]], size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -405,13 +452,15 @@ def compute_image_metrics(
     config: MetricsConfig | None = None,
     max_faces: int | None = None,
     weights_dir: str | os.PathLike[str] | None = None,
+    seed: int = DEFAULT_SAMPLE_SEED,
 ) -> dict[str, Any]:
-    """Compare every usable face of ``anonymized_root`` with ``original_root``; a JSON-ready summary."""
+    """Compare the usable faces of ``anonymized_root`` with ``original_root`` (all, or ``max_faces`` drawn at
+    random with ``seed``); a JSON-ready summary."""
     config = config or MetricsConfig()
     run, skipped = resolve_metrics(metrics, weights_dir)
     accumulator = _MetricAccumulator(run, config, weights_dir)
     counts = FaceCounts()
-    for originals, anonymized in batched(iter_face_pairs(original_root, anonymized_root, split, config, counts, max_faces), config.batch_size):
+    for originals, anonymized in batched(iter_face_pairs(original_root, anonymized_root, split, config, counts, max_faces, seed), config.batch_size):
         accumulator.update(originals, anonymized)
     values: dict[str, float | None] = accumulator.results()
     values.update({name: None for name in skipped})
@@ -421,6 +470,7 @@ def compute_image_metrics(
         "labels": {name: METRIC_LABELS[name] for name in values if name in METRIC_LABELS},
         "faces": {
             "used": counts.used,
+            "candidates": counts.candidates,
             "excluded_small": counts.excluded_small,
             "excluded_invalid": counts.excluded_invalid,
             "excluded_outside_image": counts.excluded_outside,
@@ -430,4 +480,5 @@ def compute_image_metrics(
         "crop_size": config.crop_size,
         "min_face_size": config.min_face_size,
         "max_faces": max_faces,
+        "sample_seed": seed if max_faces is not None and max_faces < counts.candidates else None,
     }

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_json
 from safefakes.common.weights import WEIGHT_FILES, fetch_weights
-from safefakes.evaluate import NO_ANONYMIZATION, SCENARIOS
+from safefakes.evaluate import DEFAULT_SAMPLE_SEED, NO_ANONYMIZATION, SCENARIOS
 
 # Heavy modules (numpy, pandas, scipy, dlib, torch) are imported inside the handlers so that every
 # `safefakes` command starts fast.
@@ -63,7 +63,8 @@ def _register_metrics(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="train", choices=("train", "val"))
     parser.add_argument("--out", required=True, type=Path, help="output JSON")
     parser.add_argument("--metrics", help=f"comma list from {','.join(METRIC_NAMES)}; default: all, missing weights recorded as null")
-    parser.add_argument("--max-faces", type=int, help="stop after this many faces (a quick estimate)")
+    parser.add_argument("--max-faces", type=int, help="measure this many faces, drawn at random from the split's usable faces (a quick estimate)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SAMPLE_SEED, help="seed of the --max-faces draw (same seed, same faces)")
     parser.add_argument("--weights-dir", type=Path, help="folder holding LPIPS/FID weight files")
     parser.add_argument("--config", help="MetricsConfig as a JSON object, or @file.json")
     parser.set_defaults(func=_run_metrics)
@@ -80,6 +81,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
         MetricsConfig.from_dict(_config_json(args.config)),
         args.max_faces,
         args.weights_dir,
+        args.seed,
     )
     atomic_write_json(args.out, _json_safe(result))
     return 0
@@ -101,7 +103,8 @@ def _json_safe(value: Any) -> Any:
 def _register_table2(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("table2", help="Pearson correlation of each metric with detector mAP (Table II)")
     add_table2_inputs(parser)
-    parser.add_argument("--out-csv", required=True, type=Path)
+    parser.add_argument("--out-csv", required=True, type=Path, help="r, n, 95%% CI, warnings per metric and group")
+    parser.add_argument("--out-points", type=Path, help="the points: per dataset its group, mAP iteration, mAP and metrics (CSV)")
     parser.set_defaults(func=_run_table2)
 
 
@@ -109,23 +112,32 @@ def add_table2_inputs(parser: argparse.ArgumentParser) -> None:
     """The inputs of Table II (shared by ``table2`` and ``plot-table2``)."""
     parser.add_argument("--metrics", nargs="+", required=True, type=Path, help="one metrics JSON per method")
     parser.add_argument("--ap", nargs="+", required=True, type=Path, help="one AP JSON {easy, medium, hard} per method, same order")
-    parser.add_argument("--methods", nargs="+", required=True, help="method names, same order")
-    parser.add_argument("--gan-methods", nargs="*", default=[], help="which of the methods are GANs (the rest are conventional)")
+    parser.add_argument("--methods", nargs="+", required=True, help="anonymized dataset names, same order")
+    parser.add_argument(
+        "--gan-methods", nargs="*", default=[], help="which datasets a GAN made; of the rest the paper's conventional methods are Conventional, others Other"
+    )
+    parser.add_argument(
+        "--ap-iterations", nargs="*", type=int, default=[], help="detector iteration of the AP files: one for all, or one per dataset (mixed is refused)"
+    )
 
 
 def table2_tables(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-method table (metrics and mAP) and Table II's correlations from ``table2``'s arguments."""
     from safefakes.evaluate import correlation
 
-    table = correlation.build_method_table(args.methods, [correlation.read_json(p) for p in args.metrics], [correlation.read_json(p) for p in args.ap])
-    return table, correlation.correlation_table(table, args.gan_methods)
+    table = correlation.build_method_table(
+        args.methods, [correlation.read_json(p) for p in args.metrics], [correlation.read_json(p) for p in args.ap], args.gan_methods, args.ap_iterations
+    )
+    return table, correlation.correlation_table(table)
 
 
 def _run_table2(args: argparse.Namespace) -> int:
     from safefakes.evaluate import correlation
 
-    _, correlations = table2_tables(args)
+    table, correlations = table2_tables(args)
     correlation.write_correlation_csv(args.out_csv, correlations)
+    if args.out_points:
+        correlation.write_points_csv(args.out_points, table)
     return 0
 
 
@@ -184,7 +196,9 @@ def _run_reid_gather(args: argparse.Namespace) -> int:
 
 
 def _register_fetch_weights(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("fetch-weights", help="download and verify LPIPS/FID weights (on a machine with internet)")
+    parser = subparsers.add_parser(
+        "fetch-weights", help="download and verify LPIPS/FID, detector backbone (ImageNet/COCO) and Keypoint R-CNN weights (on a machine with internet)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder to put the files in (then copy to the torch hub cache or set SAFEFAKES_WEIGHTS_DIR)")
     parser.add_argument("--only", help=f"comma list from {','.join(WEIGHT_FILES)}")
     parser.set_defaults(func=_run_fetch_weights)

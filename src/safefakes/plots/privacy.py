@@ -17,13 +17,27 @@ import pandas as pd  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
 from safefakes.common.io import atomic_write_bytes  # noqa: E402
-from safefakes.evaluate.correlation import GROUPS, MAP_COLUMN, format_correlation  # noqa: E402
+from safefakes.evaluate.correlation import (  # noqa: E402
+    GROUP_COLUMN,
+    GROUPS,
+    ITERATION_COLUMN,
+    MAP_COLUMN,
+    MIN_RELIABLE_POINTS,
+    format_correlation,
+    map_iteration,
+    metric_columns,
+)
 from safefakes.evaluate.reid import det_curve, equal_error_rate  # noqa: E402
 
 #: DET axes are clipped to these error rates so 0 and 1 stay on the normal-deviate scale.
 DET_RATE_LIMITS = (1e-3, 0.999)
 DET_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99)
 FIGURE_DPI = 120
+#: Mark and fill colour of a Table II cell whose r rests on fewer than MIN_RELIABLE_POINTS points.
+FEW_POINTS_MARK = "*"
+FEW_POINTS_COLOUR = "#fde0b2"
+#: Marker of each point group in the Table II scatter plots.
+GROUP_MARKERS = {"GAN": "o", "Conventional": "s", "Other": "^"}
 
 
 def save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
@@ -36,36 +50,74 @@ def save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
+def correlation_cell(row: pd.Series) -> str:
+    """One Table II cell: r, its 95% interval and n, marked when r rests on too few points."""
+    text = format_correlation(row["r"])
+    if math.isfinite(row["ci_low"]):
+        text += f" [{format_correlation(row['ci_low'])}, {format_correlation(row['ci_high'])}]"
+    return f"{text}\nn={row['n']}{FEW_POINTS_MARK if row['warning'] else ''}"
+
+
 def render_correlation_table(correlations: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Table II as an image: Pearson correlation with mAP, columns All / GAN / Conventional."""
-    cells = [[format_correlation(correlations.loc[metric, group]) for group in GROUPS] for metric in correlations.index]
-    figure, axes = plt.subplots(figsize=(5.0, 0.45 * (len(cells) + 2)))
+    """Table II as an image: Pearson r with mAP, its 95% Fisher-z interval and n per metric and group;
+    cells with fewer than MIN_RELIABLE_POINTS points are marked and shaded, with a footnote."""
+    groups = [group for group in GROUPS if group in set(correlations["group"])]
+    metrics = list(dict.fromkeys(correlations["metric"]))
+    by_cell = correlations.set_index(["metric", "group"])
+    cells = [[correlation_cell(by_cell.loc[(metric, group)]) for group in groups] for metric in metrics]
+    colours = [[FEW_POINTS_COLOUR if by_cell.loc[(metric, group), "warning"] else "white" for group in groups] for metric in metrics]
+    figure, axes = plt.subplots(figsize=(2.4 * len(groups) + 1.2, 0.5 * (len(cells) + 2)))
     axes.axis("off")
-    table = axes.table(cellText=cells, rowLabels=[m.upper() for m in correlations.index], colLabels=list(GROUPS), loc="center", cellLoc="center")
-    table.scale(1.0, 1.3)
-    axes.set_title("Correlation with detector mAP (Pearson)")
+    table = axes.table(cellText=cells, cellColours=colours, rowLabels=[m.upper() for m in metrics], colLabels=groups, loc="center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1.0, 2.4)
+    iterations = correlations[ITERATION_COLUMN].dropna()
+    at_iteration = f", detector iteration {int(iterations.iloc[0])}" if len(iterations) else ""
+    axes.set_title(f"Correlation with detector mAP (Pearson r [95% CI]{at_iteration})")
+    footnotes = ["CI: Fisher z, n/a for n <= 3. All = GAN + the paper's conventional methods."]
+    if correlations["warning"].astype(bool).any():
+        footnotes.insert(0, f"{FEW_POINTS_MARK} WARNING: fewer than {MIN_RELIABLE_POINTS} points, r is unreliable (|r| near 1 comes easily by chance).")
+    figure.text(0.5, 0.02, "\n".join(footnotes), ha="center", va="bottom", fontsize=8, color="firebrick" if len(footnotes) > 1 else "black")
     save_figure(figure, path)
 
 
-def plot_metric_scatter(table: pd.DataFrame, gan_methods: Sequence[str], path: str | os.PathLike[str]) -> None:
-    """One panel per metric: metric value vs mAP, GAN and conventional methods marked apart."""
-    metrics = [column for column in table.columns if column != MAP_COLUMN]
+def _panel_title(metric: str, correlations: pd.DataFrame | None) -> str:
+    """A scatter panel's title: the metric and, when given, r and n per group, warnings marked."""
+    if correlations is None:
+        return metric
+    rows = correlations[correlations["metric"] == metric]
+    parts = [f"{row.group} {format_correlation(row.r)} (n={row.n}{FEW_POINTS_MARK if row.warning else ''})" for row in rows.itertuples()]
+    return metric + "\n" + ", ".join(parts)
+
+
+def plot_metric_scatter(table: pd.DataFrame, path: str | os.PathLike[str], correlations: pd.DataFrame | None = None) -> None:
+    """One panel per metric: metric value vs mAP, the point groups marked apart; with ``correlations``
+    each panel's title gives r and n per group, and r over too few points is flagged."""
+    metrics = metric_columns(table)
     columns = min(3, max(1, len(metrics)))
     rows = max(1, math.ceil(len(metrics) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.4 * rows), squeeze=False)
-    is_gan = table.index.isin(list(gan_methods))
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.8 * rows), squeeze=False)
     for axis, metric in zip(axes.flat, metrics):
-        for mask, marker, label in ((is_gan, "o", "GAN"), (~is_gan, "s", "conventional")):
-            axis.scatter(table.loc[mask, metric], table.loc[mask, MAP_COLUMN], marker=marker, label=label)
+        for group, marker in GROUP_MARKERS.items():
+            mask = table[GROUP_COLUMN] == group
+            if mask.any():
+                axis.scatter(table.loc[mask, metric], table.loc[mask, MAP_COLUMN], marker=marker, label=group)
         for method, row in table.iterrows():
             if np.isfinite(row[metric]):
                 axis.annotate(str(method), (row[metric], row[MAP_COLUMN]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         axis.set_xlabel(metric)
         axis.set_ylabel("mAP")
+        axis.set_title(_panel_title(metric, correlations), fontsize=7)
     for axis in list(axes.flat)[len(metrics) :]:
         axis.axis("off")
     axes.flat[0].legend(fontsize=8)
-    figure.tight_layout()
+    iteration = map_iteration(table)
+    warning = correlations is not None and correlations["warning"].astype(bool).any()
+    notes = [f"mAP at detector iteration {iteration}" if iteration is not None else ""]
+    notes.append(f"{FEW_POINTS_MARK} WARNING: fewer than {MIN_RELIABLE_POINTS} points, r unreliable" if warning else "")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    figure.text(0.5, 0.005, "; ".join(note for note in notes if note), ha="center", va="bottom", fontsize=8, color="firebrick" if warning else "black")
     save_figure(figure, path)
 
 

@@ -37,7 +37,7 @@ def _run_plot_table2(args: argparse.Namespace) -> int:
     table, correlations = table2_tables(args)
     render_correlation_table(correlations, args.out_png)
     if args.scatter_png:
-        plot_metric_scatter(table, args.gan_methods, args.scatter_png)
+        plot_metric_scatter(table, args.scatter_png, correlations)
     return 0
 
 
