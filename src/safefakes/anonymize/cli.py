@@ -9,8 +9,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from safefakes.anonymize.base import STRENGTH_KEY, get_anonymizer_spec, method_names, parse_param_assignments
+from safefakes.anonymize.base import STRENGTH_KEY, get_anonymizer_spec, method_config, method_names, parse_param_assignments
 from safefakes.anonymize.dataset import BAD_IMAGE_POLICIES, AnonymizeJob, anonymize_dataset
+from safefakes.anonymize.face_finders import FACE_FINDER_SPECS
 from safefakes.anonymize.images import DEFAULT_JPEG_QUALITY
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import SPLITS
@@ -24,15 +25,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Anonymize every annotated face of ROOT's SPLIT with METHOD and write OUT in the same layout, "
             "plus OUT/manifest.json. OUT appears only when complete. Same input and seed give the same bytes, "
-            "whatever --workers. See 'safefakes anonymize-methods' for the methods and their parameters."
+            "whatever --workers. See 'safefakes anonymize-methods' for the methods and their parameters. "
+            "Images without annotations: --boxes-from FINDER --images DIR anonymizes the faces a face finder finds in every "
+            "jpg/png under DIR and writes OUT as a WIDER root (WIDER_SPLIT/images/<same paths>, the found boxes as "
+            "wider_face_split/wider_face_SPLIT_bbx_gt.txt, possible faces below the threshold in ..._review_bbx_gt.txt); with "
+            "ground truth (DIR a WIDER root, or --ground-truth) the manifest counts the faces left unprotected."
         ),
     )
     parser.add_argument("--method", required=True, help="anonymization method (see anonymize-methods)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter; repeatable (e.g. --param kernel=25)")
     parser.add_argument("--params-json", default=None, metavar="JSON", help="method parameters as a JSON object (merged with --param)")
     parser.add_argument("--checkpoint", type=Path, default=None, metavar="FILE", help="generator checkpoint of a GAN method (from 'safefakes train-gan')")
-    parser.add_argument("--wider-root", required=True, type=Path, metavar="ROOT", help="WIDER FACE root in the official layout")
-    parser.add_argument("--split", required=True, choices=SPLITS)
+    parser.add_argument("--wider-root", type=Path, metavar="ROOT", help="WIDER FACE root in the official layout (its annotated faces are anonymized)")
+    parser.add_argument("--split", choices=SPLITS, help="split of --wider-root (required there); with --images: OUT's split name (default: detected, else val)")
+    parser.add_argument(
+        "--boxes-from",
+        metavar="FINDER",
+        help="anonymize the faces this face finder finds instead of annotated ones (needs --images); finders with their default threshold / review "
+        f"threshold: {', '.join(f'{spec.name} {spec.threshold:g}/{spec.review_threshold:g}' for spec in FACE_FINDER_SPECS.values())}",
+    )
+    parser.add_argument("--images", type=Path, metavar="DIR", help="folder of images without annotations (searched recursively; a WIDER root works too)")
+    parser.add_argument(
+        "--threshold", type=float, default=None, metavar="T", help="with --boxes-from: lowest score of a box to anonymize (default: the finder's)"
+    )
+    parser.add_argument(
+        "--review-threshold",
+        metavar="T",
+        type=float,
+        default=None,
+        help="with --boxes-from: boxes scoring from this up to --threshold count as possible faces left untouched (default: the finder's)",
+    )
+    parser.add_argument(
+        "--ground-truth",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="with --boxes-from: WIDER root, bbx_gt .txt or folder of the .mat files to count unprotected faces (default: DIR's own when it is a WIDER root)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output dataset root (replaced if it exists)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the randomized methods (default 0)")
@@ -72,18 +101,34 @@ def collect_params(assignments: list[str], params_json: str | None) -> dict[str,
     return params
 
 
-def run_anonymize(args: argparse.Namespace) -> int:
-    """Handler of ``safefakes anonymize``."""
-    params = collect_params(args.param, args.params_json)
-    if args.checkpoint is not None:
+def job_params(method: str, params: dict[str, Any], checkpoint: Path | str | None) -> dict[str, Any]:
+    """The parameters ``safefakes anonymize`` gives ``method``: ``params`` plus ``--checkpoint``, checked as the
+    command checks them (the checkpoint given once, only to a method that takes one, never missing, every key
+    and value valid for the method); a SafefakesError names the method and key."""
+    params = dict(params)
+    if checkpoint is not None:
         if "checkpoint" in params:
             raise SafefakesError("give the checkpoint either with --checkpoint or as a parameter, not both")
-        params["checkpoint"] = str(args.checkpoint)
-    fields = {f.name for f in dataclasses.fields(get_anonymizer_spec(args.method).config_class)}
-    if args.checkpoint is not None and "checkpoint" not in fields:
-        raise SafefakesError(f"method {args.method} takes no --checkpoint")
+        params["checkpoint"] = str(checkpoint)
+    fields = {f.name for f in dataclasses.fields(get_anonymizer_spec(method).config_class)}
+    if checkpoint is not None and "checkpoint" not in fields:
+        raise SafefakesError(f"method {method} takes no --checkpoint")
     if "checkpoint" in fields and not params.get("checkpoint"):
-        raise SafefakesError(f"method {args.method} needs --checkpoint FILE (a generator checkpoint from 'safefakes train-gan')")
+        raise SafefakesError(f"method {method} needs --checkpoint FILE (a generator checkpoint from 'safefakes train-gan')")
+    method_config(method, params)
+    return params
+
+
+def run_anonymize(args: argparse.Namespace) -> int:
+    """Handler of ``safefakes anonymize``."""
+    params = job_params(args.method, collect_params(args.param, args.params_json), args.checkpoint)
+    if args.boxes_from is not None or args.images is not None:
+        return run_anonymize_found_boxes(args, params)
+    found_box_options = [name for name in ("threshold", "review_threshold", "ground_truth") if getattr(args, name) is not None]
+    if found_box_options:
+        raise SafefakesError(f"--{found_box_options[0].replace('_', '-')} goes with --boxes-from and --images")
+    if args.wider_root is None or args.split is None:
+        raise SafefakesError("give --wider-root ROOT and --split SPLIT (annotated faces), or --boxes-from FINDER and --images DIR (found faces)")
     job = AnonymizeJob(
         wider_root=args.wider_root,
         split=args.split,
@@ -102,6 +147,33 @@ def run_anonymize(args: argparse.Namespace) -> int:
         f"{counts['faces_anonymized']}/{counts['faces_listed']} faces anonymized, "
         f"images skipped {counts['images_skipped'] or 0}, faces skipped {counts['faces_skipped'] or 0} -> {job.out}"
     )
+    return 0
+
+
+def run_anonymize_found_boxes(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """``safefakes anonymize --boxes-from FINDER --images DIR``: anonymize the faces a face finder finds."""
+    from safefakes.anonymize.unannotated import FoundBoxesJob, anonymize_unannotated, summary_line
+
+    if args.boxes_from is None or args.images is None:
+        raise SafefakesError("--boxes-from FINDER and --images DIR go together")
+    if args.wider_root is not None:
+        raise SafefakesError(f"give either --wider-root (annotated faces) or --images (found faces), not both; --images {args.wider_root} finds a root's faces")
+    job = FoundBoxesJob(
+        images=args.images,
+        out=args.out,
+        method=args.method,
+        boxes_from=args.boxes_from,
+        params=params,
+        threshold=args.threshold,
+        review_threshold=args.review_threshold,
+        ground_truth=args.ground_truth,
+        split=args.split,
+        seed=args.seed,
+        workers=args.workers,
+        jpeg_quality=args.jpeg_quality,
+        on_bad_image=args.on_bad_image,
+    )
+    print(summary_line(anonymize_unannotated(job), job.out))
     return 0
 
 

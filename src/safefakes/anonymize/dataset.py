@@ -88,6 +88,7 @@ class ImageResult:
     faces_clipped: int = 0
     faces_skipped: dict[str, int] = field(default_factory=dict)
     face_details: dict[str, int] = field(default_factory=dict)
+    face_anonymized: list[bool] = field(default_factory=list)  # per face, in box order
     failure_reason: str | None = None
     failure_detail: str = ""
 
@@ -185,6 +186,7 @@ def _summarize(name: str, outcomes: Sequence[Any]) -> ImageResult:
         faces_clipped=sum(outcome.anonymized and outcome.clipped for outcome in outcomes),
         faces_skipped=dict(skipped),
         face_details=dict(details),
+        face_anonymized=[bool(outcome.anonymized) for outcome in outcomes],
     )
 
 
@@ -193,7 +195,7 @@ def _summarize(name: str, outcomes: Sequence[Any]) -> ImageResult:
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_job(job: AnonymizeJob) -> None:
+def check_job(job: AnonymizeJob) -> None:
     """Refuse settings that cannot work or would destroy the input."""
     if job.on_bad_image not in BAD_IMAGE_POLICIES:
         raise SafefakesError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {job.on_bad_image!r}")
@@ -285,7 +287,7 @@ def _copy_annotation_files(
     return not_copied
 
 
-def _manifest(
+def build_manifest(
     job: AnonymizeJob,
     anonymizer: FaceAnonymizer,
     annotations: Sequence[ImageAnnotation],
@@ -329,9 +331,33 @@ def _manifest(
     }
 
 
+def anonymize_listed_images(
+    job: AnonymizeJob,
+    annotations: Sequence[ImageAnnotation],
+    extras: Mapping[str, list[FaceExtras]] | None,
+    source_images: Path,
+    target_images: Path,
+    batch_size: int,
+) -> list[ImageResult]:
+    """Anonymize the boxes of ``annotations`` (images under ``source_images``) into ``target_images``, with the job's
+    method, seed, workers and bad-image policy; one result per annotation, in order."""
+    init_args = (job.method, dict(job.params), source_images, target_images, job.seed, job.jpeg_quality)
+    results: list[ImageResult] = []
+    stream = _run_batches(job, init_args, _batches(annotations, extras, max(1, int(batch_size))))
+    try:
+        for result in progress(stream, desc=f"anonymize {job.method}", total=len(annotations), unit="img"):
+            if not result.written and job.on_bad_image == "error":
+                detail = f": {result.failure_detail}" if result.failure_detail else ""
+                raise SafefakesError(f"{source_images / result.name}: {result.failure_reason}{detail} (use --on-bad-image skip to leave it out)")
+            results.append(result)
+    finally:
+        stream.close()  # stops a worker pool at once when the loop ends early
+    return results
+
+
 def anonymize_dataset(job: AnonymizeJob) -> dict[str, Any]:
     """Anonymize one split of ``job.wider_root`` into ``job.out`` (atomically); returns the manifest."""
-    _check_job(job)
+    check_job(job)
     started = time.perf_counter()
     layout = WiderLayout(job.wider_root)
     anonymizer = build_anonymizer(job.method, job.params)  # validates the parameters before any work
@@ -339,25 +365,12 @@ def anonymize_dataset(job: AnonymizeJob) -> dict[str, Any]:
     with atomic_directory(job.out) as staging:
         target = WiderLayout(staging)
         target.images_dir(job.split).mkdir(parents=True)
-        init_args = (job.method, dict(job.params), layout.images_dir(job.split), target.images_dir(job.split), job.seed, job.jpeg_quality)
-        results: list[ImageResult] = []
-        batches = _batches(annotations, extras, max(1, int(anonymizer.batch_size)))
-        stream = _run_batches(job, init_args, batches)
-        try:
-            for result in progress(stream, desc=f"anonymize {job.method}", total=len(annotations), unit="img"):
-                if not result.written and job.on_bad_image == "error":
-                    detail = f": {result.failure_detail}" if result.failure_detail else ""
-                    raise SafefakesError(
-                        f"{layout.image_path(job.split, result.name)}: {result.failure_reason}{detail} (use --on-bad-image skip to leave it out)"
-                    )
-                results.append(result)
-        finally:
-            stream.close()  # stops a worker pool at once when the loop ends early
+        results = anonymize_listed_images(job, annotations, extras, layout.images_dir(job.split), target.images_dir(job.split), anonymizer.batch_size)
         if annotations and all(not r.written for r in results):
             raise SafefakesError(f"no image of {layout.annotation_file(job.split)} could be anonymized; first failure: {results[0].failure_reason}")
         written = {r.name for r in results if r.written}
         kept = [a for a in annotations if a.name in written]
         not_copied = _copy_annotation_files(layout, target, job.split, kept, len(kept) == len(annotations), extras)
-        manifest = _manifest(job, anonymizer, annotations, results, not_copied, time.perf_counter() - started)
+        manifest = build_manifest(job, anonymizer, annotations, results, not_copied, time.perf_counter() - started)
         atomic_write_json(staging / MANIFEST_NAME, manifest)
     return manifest
