@@ -91,3 +91,29 @@ def test_plot_commands_write_png_and_csv(tmp_path: Path, capsys: pytest.CaptureF
         == 1
     )
     assert "evaluation result not found" in capsys.readouterr().err
+
+
+def test_figures_of_a_detector_that_has_not_learned_say_so() -> None:
+    import matplotlib.pyplot as plt
+
+    from safefakes.plots.figures import LEARNED_EASY_AP, mark_if_not_learned, not_learned_warning
+
+    def table(original_easy_by_iteration: dict[int, float]) -> pd.DataFrame:
+        rows = [{"method": "original", "iterations": it, "easy": easy, "medium": easy, "hard": easy} for it, easy in original_easy_by_iteration.items()]
+        rows.append({"method": "blur", "iterations": 10, "easy": 0.9, "medium": 0.9, "hard": 0.9})
+        return pd.DataFrame(rows)
+
+    # The last iteration of the original decides: learned late is learned, forgotten late is not.
+    assert not_learned_warning(table({10: 0.0, 20: LEARNED_EASY_AP + 0.01})) is None
+    warning = not_learned_warning(table({10: 0.8, 20: 0.004}))
+    assert warning is not None and "NOT A RESULT" in warning and "0.4%" in warning
+    assert not_learned_warning(pd.DataFrame([{"method": "blur", "iterations": 1, "easy": 0.0}])) is None
+
+    figure = plt.figure()
+    mark_if_not_learned(figure, table({20: 0.0}))
+    assert [text.get_text() for text in figure.texts] == [not_learned_warning(table({20: 0.0}))]
+    assert figure.texts[0].get_color() == "red"
+    learned = plt.figure()
+    mark_if_not_learned(learned, table({20: 0.5}))
+    assert learned.texts == []
+    plt.close("all")

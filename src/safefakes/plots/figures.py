@@ -40,6 +40,10 @@ METHOD_LABELS = {
 }
 DETECTOR_LABELS = {"dsfd": "DSFD", "tinaface": "TinaFace", "faster_rcnn": "Faster R-CNN"}
 
+#: Below this easy AP on the untouched data, a detector has not learned to find faces: the differences between
+#: methods in its figures are noise, and the figures say so in red instead of passing for a result.
+LEARNED_EASY_AP = 0.1
+
 
 def read_ap_file(path: str | os.PathLike[str]) -> dict[str, float]:
     """Read one evaluation JSON ``{"easy": AP, "medium": AP, "hard": AP}``."""
@@ -78,6 +82,30 @@ def results_table(results: Mapping[tuple[str, int], str | os.PathLike[str]]) -> 
     order = {method: rank for rank, method in enumerate(method_order(list(table["method"].unique())))}
     table = table.sort_values(by=["method", "iterations"], key=lambda column: column.map(order) if column.name == "method" else column)
     return table.reset_index(drop=True)
+
+
+def not_learned_warning(table: pd.DataFrame) -> str | None:
+    """A warning when the 'original' row (the last one, if several iterations) has an easy AP under
+    :data:`LEARNED_EASY_AP`: the detector has not learned, so its bars compare noise. ``None`` otherwise."""
+    original = table[table["method"] == "original"]
+    if original.empty:
+        return None
+    if "iterations" in original:
+        original = original.sort_values("iterations")
+    easy = float(original["easy"].iloc[-1])
+    if easy >= LEARNED_EASY_AP:
+        return None
+    return (
+        f"NOT A RESULT: on untouched data this detector reaches easy AP {easy * 100:.1f}% (< {LEARNED_EASY_AP * 100:.0f}%):\n"
+        "it has not learned to find faces, and the differences\nbetween methods are noise (train it longer)"
+    )
+
+
+def mark_if_not_learned(figure: plt.Figure, table: pd.DataFrame) -> None:
+    """Write :func:`not_learned_warning` in red across the top of ``figure``, when there is one."""
+    warning = not_learned_warning(table)
+    if warning is not None:
+        figure.text(0.5, 1.0, warning, color="red", ha="center", va="bottom", fontsize=9, fontweight="bold")
 
 
 def save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
@@ -127,7 +155,9 @@ def plot_fig4(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str
     save_table(table, out_csv)
     iterations = int(table["iterations"].iloc[0])
     title = f"{DETECTOR_LABELS.get(detector, detector)} trained on anonymized data ({iterations} iterations)"
-    save_figure(ap_bars(table, title, "AP on the original validation set (%)", "Original mAP"), out_png)
+    figure = ap_bars(table, title, "AP on the original validation set (%)", "Original mAP")
+    mark_if_not_learned(figure, table)
+    save_figure(figure, out_png)
 
 
 def with_shares_of_original(table: pd.DataFrame) -> pd.DataFrame:
@@ -148,7 +178,9 @@ def plot_detectability(table: pd.DataFrame, detector: str, out_png: str | os.Pat
     save_table(table, out_csv)
     iterations = int(table["iterations"].iloc[0])
     title = f"Detectability: {DETECTOR_LABELS.get(detector, detector)} trained on original data ({iterations} it.), anonymized val"
-    save_figure(ap_bars(table, title, "AP on the anonymized validation set (%)", "mAP on untouched images"), out_png)
+    figure = ap_bars(table, title, "AP on the anonymized validation set (%)", "mAP on untouched images")
+    mark_if_not_learned(figure, table)
+    save_figure(figure, out_png)
 
 
 def plot_fig6(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
@@ -169,6 +201,7 @@ def plot_fig6(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str
     axes[0].legend(fontsize=7)
     figure.suptitle(f"{DETECTOR_LABELS.get(detector, detector)}: AP against detector training length")
     figure.tight_layout()
+    mark_if_not_learned(figure, table)
     save_figure(figure, out_png)
 
 

@@ -160,10 +160,11 @@ def pareto_front(utility: np.ndarray, privacy: np.ndarray) -> np.ndarray:
     return front
 
 
-def plot_frontier(points: pd.DataFrame, path: str | os.PathLike[str], scenario: str) -> None:
+def plot_frontier(points: pd.DataFrame, path: str | os.PathLike[str], scenario: str, warning: str | None = None) -> None:
     """Detector mAP vs re-identification EER (Pareto front marked) and vs FMR/FNMR at the threshold.
 
-    ``points`` has columns ``label``, ``map``, ``eer``, ``fmr``, ``fnmr``.
+    ``points`` has columns ``label``, ``map``, ``eer``, ``fmr``, ``fnmr``; ``warning`` (e.g. a detector that has
+    not learned) is written in red above the panels.
     """
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     front = pareto_front(points["map"].to_numpy(), points["eer"].to_numpy())
@@ -182,4 +183,6 @@ def plot_frontier(points: pd.DataFrame, path: str | os.PathLike[str], scenario: 
         axis.grid(True, color="0.9")
         axis.legend(fontsize=8)
     figure.tight_layout()
+    if warning is not None:
+        figure.text(0.5, 1.0, warning, color="red", ha="center", va="bottom", fontsize=9, fontweight="bold")
     save_figure(figure, path)

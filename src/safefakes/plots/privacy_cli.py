@@ -106,11 +106,16 @@ def _normalize_label(label: str) -> str:
 
 
 def _run_plot_frontier(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from safefakes.evaluate import correlation, reid
+    from safefakes.plots.figures import not_learned_warning
     from safefakes.plots.privacy import plot_frontier
 
     if len(args.ap) != len(args.labels):
         raise SafefakesError(f"need one label per AP file: {len(args.ap)} files, {len(args.labels)} labels")
-    ap_by_label = {_normalize_label(label): correlation.mean_ap(correlation.read_json(path)) for label, path in zip(args.labels, args.ap)}
-    plot_frontier(frontier_points(reid.read_csv_rows(args.reid), ap_by_label, args.scenario), args.out, args.scenario)
+    results = {_normalize_label(label): correlation.read_json(path) for label, path in zip(args.labels, args.ap)}
+    ap_by_label = {label: correlation.mean_ap(values) for label, values in results.items()}
+    warning = not_learned_warning(pd.DataFrame([{"method": label, "easy": float(values["easy"])} for label, values in results.items()]))
+    plot_frontier(frontier_points(reid.read_csv_rows(args.reid), ap_by_label, args.scenario), args.out, args.scenario, warning)
     return 0
