@@ -27,8 +27,8 @@ from safefakes.anonymize.gan.ciagan import (
 )
 from safefakes.anonymize.gan.ciagan_training import RECIPE, CiaganHparams, make_batch, one_hot
 from safefakes.anonymize.gan.cropsets import load_crop_set, select_crops
-from safefakes.anonymize.gan.recipe import get_recipe
-from safefakes.anonymize.gan.training import GanTrainRequest, iteration_generators, load_gan_checkpoint, train_gan, write_gan_checkpoint
+from safefakes.anonymize.gan.recipe import GrowthPhase, get_recipe
+from safefakes.anonymize.gan.training import GanTrainRequest, iteration_rngs, load_gan_checkpoint, train_gan, write_gan_checkpoint
 from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
@@ -81,7 +81,7 @@ def test_recipe_attributes_and_paper_defaults() -> None:
     defaults = recipe.parse_hparams(None)
     assert defaults.model.resolution == 128 and defaults.train.batch_size == 16 and defaults.train.learning_rate == 1e-4
     assert (defaults.train.adam_beta1, defaults.train.adam_beta2) == (0.5, 0.999)
-    assert recipe.stage(defaults, 7) == (128, 1.0)
+    assert recipe.growth_phase(defaults, 7) == GrowthPhase(128, 1.0)
     assert CiaganHparams.from_dict(defaults.to_dict()) == defaults
     with pytest.raises(SafefakesError, match="oops"):
         recipe.parse_hparams({"model": {"oops": 1}})
@@ -162,7 +162,7 @@ def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
     hparams = CiaganHparams.from_dict(TINY_HPARAMS)
     crops = load_crop_set(gan_synth_root, 16, 2.0, 12, RECIPE.requirements)
     count = crops.identity_classes()[1]
-    rng, _ = iteration_generators(0, 1)
+    rng, _ = iteration_rngs(0, 1)
     batch = make_batch(select_crops(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool)), crops, 1, torch.device("cpu"))
     generator, discriminator, identifier = (
         CiaganGenerator(hparams.model, count),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -27,9 +28,10 @@ from safefakes.anonymize.gan.deepprivacy import (
 )
 from safefakes.anonymize.gan.deepprivacy_training import DeepPrivacyHparams, ProgressiveSchedule, make_batch
 from safefakes.anonymize.gan.keypoints import build_keypoint_source, match_people_to_faces, size_bin
+from safefakes.anonymize.gan.recipe import GAN_RECIPES, GanTrainConfig, GrowthPhase, get_recipe
 from safefakes.anonymize.gan.training import (
     GanTrainRequest,
-    iteration_generators,
+    iteration_rngs,
     load_gan_checkpoint,
     train_gan,
     write_gan_checkpoint,
@@ -125,20 +127,34 @@ def test_shapes_at_every_stage_and_variants_build() -> None:
 def test_progressive_schedule() -> None:
     schedule = ProgressiveSchedule((8, 16, 32), transition_iterations=2, stabilization_iterations=3)
     assert [schedule.at(i) for i in range(1, 14)] == [
-        (8, 1.0),
-        (8, 1.0),
-        (8, 1.0),
-        (16, 0.5),
-        (16, 1.0),
-        (16, 1.0),
-        (16, 1.0),
-        (16, 1.0),
-        (32, 0.5),
-        (32, 1.0),
-        (32, 1.0),
-        (32, 1.0),
-        (32, 1.0),
+        GrowthPhase(8, 1.0),
+        GrowthPhase(8, 1.0),
+        GrowthPhase(8, 1.0),
+        GrowthPhase(16, 0.5),
+        GrowthPhase(16, 1.0),
+        GrowthPhase(16, 1.0),
+        GrowthPhase(16, 1.0),
+        GrowthPhase(16, 1.0),
+        GrowthPhase(32, 0.5),
+        GrowthPhase(32, 1.0),
+        GrowthPhase(32, 1.0),
+        GrowthPhase(32, 1.0),
+        GrowthPhase(32, 1.0),
     ]
+
+
+def test_every_gan_train_config_extends_the_shared_contract() -> None:
+    """The shared loop's fields live on :class:`GanTrainConfig`; every GAN keeps their defaults and sets its own batch size."""
+    shared = {field.name: field.default for field in dataclasses.fields(GanTrainConfig) if field.name != "batch_size"}
+    batch_sizes = {}
+    for gan in GAN_RECIPES:
+        train = get_recipe(gan).parse_hparams(None).train
+        assert isinstance(train, GanTrainConfig)
+        assert {name: getattr(train, name) for name in shared} == shared
+        batch_sizes[gan] = train.batch_size
+    assert batch_sizes == {"deepprivacy": 128, "ciagan": 16, "sun2018": 64}
+    with pytest.raises(SafefakesError, match="min_face_size"):
+        get_recipe("sun2018").parse_hparams({"train": {"min_face_size": -1}})
 
 
 def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
@@ -146,9 +162,9 @@ def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
     torch.manual_seed(0)
     hparams = DeepPrivacyHparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
     crops = load_crop_set(gan_synth_root, 16, hparams.train.context_factor, hparams.train.min_face_size, ("keypoints7",))
-    rng, gen = iteration_generators(0, 1)
-    selection = select_crops(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool))
-    batch = make_batch(selection, 16, 16, 1.0, "black", gen, torch.device("cpu"))
+    numpy_rng, torch_rng = iteration_rngs(0, 1)
+    selection = select_crops(crops, numpy_rng.integers(0, len(crops), 8), np.zeros(8, bool))
+    batch = make_batch(selection, 16, GrowthPhase(16, 1.0), "black", torch_rng, torch.device("cpu"))
     generator, critic = DeepPrivacyGenerator(hparams.model), DeepPrivacyDiscriminator(hparams.model)
     z, mix = torch.randn(generator.latent_shape(8)), torch.rand(8, 1, 1, 1)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=1e-3, betas=(0.0, 0.99))

@@ -13,7 +13,7 @@ from gan_helpers import inside_boxes
 
 from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE, build_anonymizer
 from safefakes.anonymize.gan.cropsets import load_crop_set, select_crops
-from safefakes.anonymize.gan.recipe import get_recipe
+from safefakes.anonymize.gan.recipe import GrowthPhase, get_recipe
 from safefakes.anonymize.gan.sun2018 import (
     InpaintingGenerator,
     LandmarkGenerator,
@@ -29,7 +29,7 @@ from safefakes.anonymize.gan.sun2018 import (
     with_visibility,
 )
 from safefakes.anonymize.gan.sun2018_training import Sun2018Hparams, make_batch
-from safefakes.anonymize.gan.training import GanTrainRequest, iteration_generators, load_gan_checkpoint, train_gan, write_gan_checkpoint
+from safefakes.anonymize.gan.training import GanTrainRequest, iteration_rngs, load_gan_checkpoint, train_gan, write_gan_checkpoint
 from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
@@ -58,7 +58,7 @@ def test_recipe_attributes_and_defaults() -> None:
     hparams = recipe.parse_hparams({})
     assert (hparams.model.resolution, hparams.train.batch_size) == (128, 64)
     assert (hparams.train.generator_learning_rate, hparams.train.discriminator_learning_rate) == (5e-4, 2e-5)
-    assert recipe.stage(hparams, 7) == (128, 1.0)
+    assert recipe.growth_phase(hparams, 7) == GrowthPhase(128, 1.0)
     assert recipe.sample_face_inputs(hparams, {}, 128, np.random.default_rng(0)) == {}
     assert Sun2018Hparams.from_dict(hparams.to_dict()) == hparams
     with pytest.raises(SafefakesError, match="oops"):
@@ -119,7 +119,7 @@ def test_losses_move_in_the_right_direction(gan_synth_root: Path) -> None:
     torch.manual_seed(0)
     hparams = Sun2018Hparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
     crops = load_crop_set(gan_synth_root, 16, hparams.train.context_factor, hparams.train.min_face_size, ("landmarks68",))
-    rng, _ = iteration_generators(0, 1)
+    rng, _ = iteration_rngs(0, 1)
     batch = make_batch(select_crops(crops, rng.integers(0, len(crops), 8), np.zeros(8, bool)), 16, CPU)
     assert (batch.condition[batch.mask.expand_as(batch.condition) == 0] == -1).all()
 

@@ -5,7 +5,7 @@ crops' identities, the image discriminator learns real vs generated crops (LSGAN
 is trained to fool it and to make its output classified as a target identity. The released code runs
 1 identity, 1 critic and 3 generator updates per loop, each on a fresh batch; the shared loop hands out
 one batch per iteration, so one of each runs on it. The target identities of an iteration are drawn
-from its torch generator, so a run resumes exactly (:mod:`.training`). Details of the networks, the
+from its torch ``rng``, so a run resumes exactly (:mod:`.training`). Details of the networks, the
 input representation and the deviations from the original are in :mod:`.ciagan`.
 
 At inference each face gets a uniformly random training identity (Safe Fakes Sec. III-B: "an identity
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from safefakes.anonymize.base import MethodConfig, require
+from safefakes.anonymize.base import require
 from safefakes.anonymize.gan.ciagan import (
     CiaganDiscriminator,
     CiaganGenerator,
@@ -37,7 +37,7 @@ from safefakes.anonymize.gan.ciagan import (
 )
 from safefakes.anonymize.gan.crops import FaceCrop
 from safefakes.anonymize.gan.cropsets import CropSelection, CropSet
-from safefakes.anonymize.gan.recipe import SectionedHparams, bgr_to_tensor, rgb_to_tensor, tensor_to_bgr
+from safefakes.anonymize.gan.recipe import GanTrainConfig, GrowthPhase, SectionedHparams, bgr_to_tensor, rgb_to_tensor, tensor_to_bgr
 from safefakes.common.errors import SafefakesError
 
 # --------------------------------------------------------------------------------------------------
@@ -46,28 +46,20 @@ from safefakes.common.errors import SafefakesError
 
 
 @dataclass(frozen=True)
-class CiaganTrainConfig(MethodConfig):
-    """Training hyper-parameters (paper values as defaults)."""
+class CiaganTrainConfig(GanTrainConfig):
+    """Training hyper-parameters (paper values as defaults; the shared fields are :class:`GanTrainConfig`'s,
+    whose flips stand in for the released code's crop jitter)."""
 
     batch_size: int = 16  # Safe Fakes Sec. III-A1: CIAGAN with batch size 16 ...
     learning_rate: float = 1e-4  # ... and learning rate 1e-4 (CIAGAN's own value; all three networks)
     adam_beta1: float = 0.5  # released CIAGAN code: Adam(0.5, 0.999) for every network
     adam_beta2: float = 0.999
-    context_factor: float = 2.0  # crop side / face box side (our choice, shared with the other GANs)
-    min_face_size: float = 24.0  # synthetic crop set: smallest face (sqrt area, px) used for training
-    horizontal_flip: bool = True  # flip half of the batch (landmarks mirrored); the released code jitters crops instead
-    amp: bool = True  # float16 autocast and gradient scaling on CUDA (ignored on CPU)
-    log_every: int = 10  # iterations between loss-log rows
-    state_every: int = 200  # iterations between resumable state files (and at every checkpoint)
 
     def validate(self) -> None:
-        """Positive sizes and rates."""
-        require(self.batch_size >= 1, "batch_size must be >= 1")
+        """The shared checks, a positive learning rate and Adam betas in [0, 1)."""
+        super().validate()
         require(self.learning_rate > 0, "learning_rate must be > 0")
         require(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "Adam betas must be in [0, 1)")
-        require(self.context_factor >= 1, "context_factor must be >= 1")
-        require(self.min_face_size >= 0, "min_face_size must be >= 0")
-        require(self.log_every >= 1 and self.state_every >= 1, "log_every and state_every must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -129,13 +121,13 @@ def one_hot(classes: torch.Tensor, count: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
-# Training objects and step
+# Training state and step
 # --------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class CiaganObjects:
-    """The mutable parts of a run that a state file captures."""
+class CiaganTrainingState:
+    """The mutable parts of a run that a state file captures: networks, optimizers and AMP scalers."""
 
     generator: CiaganGenerator
     discriminator: CiaganDiscriminator
@@ -148,7 +140,7 @@ class CiaganObjects:
     id_scaler: torch.amp.GradScaler
 
 
-def build_objects(hparams: CiaganHparams, identities: int, device: torch.device, use_amp: bool) -> CiaganObjects:
+def build_training_state(hparams: CiaganHparams, identities: int, device: torch.device, use_amp: bool) -> CiaganTrainingState:
     """Fresh networks (seeded by the caller), their Adam optimizers and AMP scalers."""
     generator = CiaganGenerator(hparams.model, identities).to(device)
     discriminator = CiaganDiscriminator(hparams.model).to(device)
@@ -156,7 +148,7 @@ def build_objects(hparams: CiaganHparams, identities: int, device: torch.device,
     t = hparams.train
     adam = lambda module: torch.optim.Adam(module.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))  # noqa: E731
     scaler = lambda: torch.amp.GradScaler(device.type, enabled=use_amp)  # noqa: E731
-    return CiaganObjects(
+    return CiaganTrainingState(
         generator,
         discriminator,
         identity_discriminator,
@@ -179,29 +171,28 @@ def _update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.
     scaler.update()
 
 
-def train_step(
-    objects: CiaganObjects, batch: TrainBatch, hparams: CiaganHparams, identities: int, generator: torch.Generator, use_amp: bool
-) -> dict[str, float]:
-    """Identity-classifier, image-discriminator and generator updates on ``batch``; returns the logged losses."""
+def train_step(state: CiaganTrainingState, batch: TrainBatch, hparams: CiaganHparams, identities: int, rng: torch.Generator, use_amp: bool) -> dict[str, float]:
+    """Identity-classifier, image-discriminator and generator updates on ``batch`` (target identities drawn
+    from ``rng``); returns the logged losses."""
     device = batch.real.device
     autocast = lambda: torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp)  # noqa: E731
-    target = torch.randint(0, identities, (batch.real.shape[0],), generator=generator).to(device)
+    target = torch.randint(0, identities, (batch.real.shape[0],), generator=rng).to(device)
     with autocast():
-        id_loss, terms = identity_loss(objects.identity_discriminator, batch.real, batch.classes)
-    _update(id_loss, objects.id_optimizer, objects.id_scaler, "identity", terms)
+        id_loss, terms = identity_loss(state.identity_discriminator, batch.real, batch.classes)
+    _update(id_loss, state.id_optimizer, state.id_scaler, "identity", terms)
     with autocast():
-        fake = objects.generator(batch.real, batch.landmarks, batch.mask, one_hot(target, identities))
-        d_loss, d_terms = discriminator_loss(objects.discriminator, batch.real, fake, batch.landmarks)
+        fake = state.generator(batch.real, batch.landmarks, batch.mask, one_hot(target, identities))
+        d_loss, d_terms = discriminator_loss(state.discriminator, batch.real, fake, batch.landmarks)
     terms.update(d_terms)
-    _update(d_loss, objects.d_optimizer, objects.d_scaler, "discriminator", terms)
-    frozen = (objects.discriminator, objects.identity_discriminator)
+    _update(d_loss, state.d_optimizer, state.d_scaler, "discriminator", terms)
+    frozen = (state.discriminator, state.identity_discriminator)
     for network in frozen:
         network.requires_grad_(False)
     try:
         with autocast():
-            g_loss, g_terms = generator_loss(objects.discriminator, objects.identity_discriminator, fake, batch.landmarks, target, hparams.loss)
+            g_loss, g_terms = generator_loss(state.discriminator, state.identity_discriminator, fake, batch.landmarks, target, hparams.loss)
         terms.update(g_terms)
-        _update(g_loss, objects.g_optimizer, objects.g_scaler, "generator", terms)
+        _update(g_loss, state.g_optimizer, state.g_scaler, "generator", terms)
     finally:
         for network in frozen:
             network.requires_grad_(True)
@@ -233,29 +224,29 @@ class CiaganRecipe:
         """A fresh identity-conditioned generator."""
         return CiaganGenerator(hparams.model, num_identities(generator_config))
 
-    def build_training(self, hparams: CiaganHparams, generator_config: Mapping[str, Any], device: torch.device, use_amp: bool) -> CiaganObjects:
+    def build_training_state(self, hparams: CiaganHparams, generator_config: Mapping[str, Any], device: torch.device, use_amp: bool) -> CiaganTrainingState:
         """Generator, both discriminators, their Adam optimizers and AMP scalers."""
-        return build_objects(hparams, num_identities(generator_config), device, use_amp)
+        return build_training_state(hparams, num_identities(generator_config), device, use_amp)
 
-    def stage(self, hparams: CiaganHparams, iteration: int) -> tuple[int, float]:
+    def growth_phase(self, hparams: CiaganHparams, iteration: int) -> GrowthPhase:
         """Always the full resolution (no progressive growing)."""
-        return hparams.model.resolution, 1.0
+        return GrowthPhase(hparams.model.resolution, 1.0)
 
     def train_step(
         self,
-        objects: CiaganObjects,
+        training_state: CiaganTrainingState,
         crops: CropSet,
         batch: CropSelection,
-        stage: tuple[int, float],
+        phase: GrowthPhase,
         hparams: CiaganHparams,
         generator_config: Mapping[str, Any],
-        generator: torch.Generator,
+        rng: torch.Generator,
         device: torch.device,
         use_amp: bool,
     ) -> dict[str, float]:
         """One update of each network."""
         tensors = make_batch(batch, crops, hparams.model.landmark_line_width, device)
-        return train_step(objects, tensors, hparams, num_identities(generator_config), generator, use_amp)
+        return train_step(training_state, tensors, hparams, num_identities(generator_config), rng, use_amp)
 
     def sample_face_inputs(
         self, hparams: CiaganHparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator

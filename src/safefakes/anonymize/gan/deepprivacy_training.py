@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from safefakes.anonymize.base import MethodConfig, require
+from safefakes.anonymize.base import require
 from safefakes.anonymize.gan.crops import FaceCrop
 from safefakes.anonymize.gan.cropsets import CropSelection, CropSet
 from safefakes.anonymize.gan.deepprivacy import (
@@ -27,7 +27,16 @@ from safefakes.anonymize.gan.deepprivacy import (
     discriminator_loss,
     generator_loss,
 )
-from safefakes.anonymize.gan.recipe import SectionedHparams, bgr_to_tensor, crop_box_masks, crop_points, rgb_to_tensor, tensor_to_bgr
+from safefakes.anonymize.gan.recipe import (
+    GanTrainConfig,
+    GrowthPhase,
+    SectionedHparams,
+    bgr_to_tensor,
+    crop_box_masks,
+    crop_points,
+    rgb_to_tensor,
+    tensor_to_bgr,
+)
 from safefakes.common.errors import SafefakesError
 
 # --------------------------------------------------------------------------------------------------
@@ -36,8 +45,9 @@ from safefakes.common.errors import SafefakesError
 
 
 @dataclass(frozen=True)
-class DeepPrivacyTrainConfig(MethodConfig):
-    """Training hyper-parameters (paper values as defaults)."""
+class DeepPrivacyTrainConfig(GanTrainConfig):
+    """Training hyper-parameters (paper values as defaults; the shared fields are :class:`GanTrainConfig`'s,
+    flips swap the keypoints left/right)."""
 
     batch_size: int = 128  # Safe Fakes Sec. III-A1: DeepPrivacy with batch size 128 ...
     learning_rate: float = 1.5e-3  # ... and learning rate 1.5e-3 (both networks)
@@ -45,20 +55,12 @@ class DeepPrivacyTrainConfig(MethodConfig):
     adam_beta2: float = 0.99
     transition_images: int = 1_200_000  # DeepPrivacy: images shown while fading in a new resolution
     stabilization_images: int = 1_200_000  # DeepPrivacy: images shown at each resolution once faded in
-    context_factor: float = 2.0  # crop side / face box side (our choice; FDF crops show about this much context)
-    min_face_size: float = 24.0  # synthetic crop set: smallest face (sqrt area, px) used for training
-    horizontal_flip: bool = True  # flip half of the batch (keypoints swapped left/right)
-    amp: bool = True  # float16 autocast and gradient scaling on CUDA (ignored on CPU)
-    log_every: int = 10  # iterations between loss-log rows
-    state_every: int = 200  # iterations between resumable state files (and at every checkpoint)
 
     def validate(self) -> None:
-        """Positive sizes and rates."""
-        require(self.batch_size >= 1, "batch_size must be >= 1")
+        """The shared checks, a positive learning rate and phase lengths."""
+        super().validate()
         require(self.learning_rate > 0, "learning_rate must be > 0")
         require(self.transition_images >= 0 and self.stabilization_images >= 1, "phase lengths must be positive")
-        require(self.context_factor >= 1, "context_factor must be >= 1")
-        require(self.log_every >= 1 and self.state_every >= 1, "log_every and state_every must be >= 1")
 
     def iterations(self, images: int) -> int:
         """Iterations needed to show ``images`` images (at least one when ``images`` > 0)."""
@@ -88,19 +90,19 @@ class ProgressiveSchedule:
         t = hparams.train
         return cls(tuple(hparams.model.resolutions), t.iterations(t.transition_images), t.iterations(t.stabilization_images))
 
-    def at(self, iteration: int) -> tuple[int, float]:
-        """``(resolution, alpha)`` used by the 1-based ``iteration``."""
+    def at(self, iteration: int) -> GrowthPhase:
+        """The growth phase of the 1-based ``iteration``."""
         step = iteration - 1 - self.stabilization_iterations
         if step < 0:
-            return self.resolutions[0], 1.0
-        phase = self.transition_iterations + self.stabilization_iterations
+            return GrowthPhase(self.resolutions[0], 1.0)
+        doubling_iterations = self.transition_iterations + self.stabilization_iterations
         for resolution in self.resolutions[1:]:
             if step < self.transition_iterations:
-                return resolution, (step + 1) / self.transition_iterations
-            if step < phase:
-                return resolution, 1.0
-            step -= phase
-        return self.resolutions[-1], 1.0
+                return GrowthPhase(resolution, (step + 1) / self.transition_iterations)
+            if step < doubling_iterations:
+                return GrowthPhase(resolution, 1.0)
+            step -= doubling_iterations
+        return GrowthPhase(self.resolutions[-1], 1.0)
 
 
 @dataclass
@@ -113,29 +115,28 @@ class TrainBatch:
     keypoints: torch.Tensor
 
 
-def blocked_condition(real: torch.Tensor, mask: torch.Tensor, blocking: str, generator: torch.Generator) -> torch.Tensor:
-    """The real image with the box replaced by black (-1) or by uniform noise."""
-    fill = torch.rand(real.shape, generator=generator) * 2 - 1 if blocking == "noise" else torch.full_like(real, -1.0)
+def blocked_condition(real: torch.Tensor, mask: torch.Tensor, blocking: str, rng: torch.Generator) -> torch.Tensor:
+    """The real image with the box replaced by black (-1) or by uniform noise drawn from ``rng``."""
+    fill = torch.rand(real.shape, generator=rng) * 2 - 1 if blocking == "noise" else torch.full_like(real, -1.0)
     return real * mask + fill.to(real.device) * (1 - mask)
 
 
-def make_batch(
-    selection: CropSelection, full_resolution: int, resolution: int, alpha: float, blocking: str, generator: torch.Generator, device: torch.device
-) -> TrainBatch:
-    """Scale the selected crops to ``resolution`` (progressive fade of the real images) and block the boxes."""
+def make_batch(selection: CropSelection, full_resolution: int, phase: GrowthPhase, blocking: str, rng: torch.Generator, device: torch.device) -> TrainBatch:
+    """Scale the selected crops to the phase's resolution (progressive fade of the real images) and block the boxes."""
+    resolution, alpha = phase.resolution, phase.alpha
     real = rgb_to_tensor(selection.images)
     if resolution != full_resolution:
         real = F.avg_pool2d(real, full_resolution // resolution)
     if alpha < 1.0:
         real = alpha * real + (1 - alpha) * F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
     mask = crop_box_masks(selection.boxes, full_resolution, resolution)
-    condition = blocked_condition(real, mask, blocking, generator)
+    condition = blocked_condition(real, mask, blocking, rng)
     return TrainBatch(real.to(device), condition.to(device), mask.to(device), torch.from_numpy(selection.keypoints).to(device))
 
 
 @dataclass
-class DeepPrivacyObjects:
-    """The mutable parts of a run that a state file captures."""
+class DeepPrivacyTrainingState:
+    """The mutable parts of a run that a state file captures: networks, optimizers and AMP scalers."""
 
     generator: DeepPrivacyGenerator
     discriminator: DeepPrivacyDiscriminator
@@ -145,13 +146,13 @@ class DeepPrivacyObjects:
     d_scaler: torch.amp.GradScaler
 
 
-def build_objects(hparams: DeepPrivacyHparams, device: torch.device, use_amp: bool) -> DeepPrivacyObjects:
+def build_training_state(hparams: DeepPrivacyHparams, device: torch.device, use_amp: bool) -> DeepPrivacyTrainingState:
     """Fresh networks (seeded by the caller) and their Adam optimizers."""
     generator = DeepPrivacyGenerator(hparams.model).to(device)
     discriminator = DeepPrivacyDiscriminator(hparams.model).to(device)
     t = hparams.train
     adam = lambda module: torch.optim.Adam(module.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))  # noqa: E731
-    return DeepPrivacyObjects(
+    return DeepPrivacyTrainingState(
         generator,
         discriminator,
         adam(generator),
@@ -162,30 +163,30 @@ def build_objects(hparams: DeepPrivacyHparams, device: torch.device, use_amp: bo
 
 
 def train_step(
-    objects: DeepPrivacyObjects, batch: TrainBatch, hparams: DeepPrivacyHparams, alpha: float, generator: torch.Generator, use_amp: bool
+    state: DeepPrivacyTrainingState, batch: TrainBatch, hparams: DeepPrivacyHparams, alpha: float, rng: torch.Generator, use_amp: bool
 ) -> dict[str, float]:
-    """One critic step and one generator step on ``batch``; returns the logged losses."""
+    """One critic step and one generator step on ``batch`` (latent noise and penalty mixing drawn from ``rng``); returns the logged losses."""
     device = batch.real.device
     size = batch.real.shape[0]
-    z = torch.randn(objects.generator.latent_shape(size), generator=generator).to(device)
-    mix = torch.rand(size, 1, 1, 1, generator=generator).to(device)
+    z = torch.randn(state.generator.latent_shape(size), generator=rng).to(device)
+    mix = torch.rand(size, 1, 1, 1, generator=rng).to(device)
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-        fake = objects.generator(batch.condition, batch.mask, batch.keypoints, z, alpha)
-        d_loss, terms = discriminator_loss(objects.discriminator, batch.real, fake, batch.condition, batch.keypoints, alpha, mix, hparams.loss)
+        fake = state.generator(batch.condition, batch.mask, batch.keypoints, z, alpha)
+        d_loss, terms = discriminator_loss(state.discriminator, batch.real, fake, batch.condition, batch.keypoints, alpha, mix, hparams.loss)
     if not torch.isfinite(d_loss):
         raise SafefakesError(f"training diverged: discriminator loss {terms}")
-    objects.d_optimizer.zero_grad(set_to_none=True)
-    objects.d_scaler.scale(d_loss).backward()
-    objects.d_scaler.step(objects.d_optimizer)
-    objects.d_scaler.update()
-    objects.discriminator.requires_grad_(False)
+    state.d_optimizer.zero_grad(set_to_none=True)
+    state.d_scaler.scale(d_loss).backward()
+    state.d_scaler.step(state.d_optimizer)
+    state.d_scaler.update()
+    state.discriminator.requires_grad_(False)
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-        g_loss = generator_loss(objects.discriminator, fake, batch.condition, batch.keypoints, alpha)
-    objects.g_optimizer.zero_grad(set_to_none=True)
-    objects.g_scaler.scale(g_loss).backward()
-    objects.g_scaler.step(objects.g_optimizer)
-    objects.g_scaler.update()
-    objects.discriminator.requires_grad_(True)
+        g_loss = generator_loss(state.discriminator, fake, batch.condition, batch.keypoints, alpha)
+    state.g_optimizer.zero_grad(set_to_none=True)
+    state.g_scaler.scale(g_loss).backward()
+    state.g_scaler.step(state.g_optimizer)
+    state.g_scaler.update()
+    state.discriminator.requires_grad_(True)
     terms["g_loss"] = float(g_loss.detach())
     return terms
 
@@ -210,30 +211,31 @@ class DeepPrivacyRecipe:
         """A fresh U-Net generator."""
         return DeepPrivacyGenerator(hparams.model)
 
-    def build_training(self, hparams: DeepPrivacyHparams, generator_config: Mapping[str, Any], device: torch.device, use_amp: bool) -> DeepPrivacyObjects:
+    def build_training_state(
+        self, hparams: DeepPrivacyHparams, generator_config: Mapping[str, Any], device: torch.device, use_amp: bool
+    ) -> DeepPrivacyTrainingState:
         """Networks, Adam optimizers and AMP scalers."""
-        return build_objects(hparams, device, use_amp)
+        return build_training_state(hparams, device, use_amp)
 
-    def stage(self, hparams: DeepPrivacyHparams, iteration: int) -> tuple[int, float]:
+    def growth_phase(self, hparams: DeepPrivacyHparams, iteration: int) -> GrowthPhase:
         """The progressive-growing resolution and fade-in of ``iteration``."""
         return ProgressiveSchedule.from_hparams(hparams).at(iteration)
 
     def train_step(
         self,
-        objects: DeepPrivacyObjects,
+        training_state: DeepPrivacyTrainingState,
         crops: CropSet,
         batch: CropSelection,
-        stage: tuple[int, float],
+        phase: GrowthPhase,
         hparams: DeepPrivacyHparams,
         generator_config: Mapping[str, Any],
-        generator: torch.Generator,
+        rng: torch.Generator,
         device: torch.device,
         use_amp: bool,
     ) -> dict[str, float]:
         """One WGAN-GP critic step and one generator step."""
-        resolution, alpha = stage
-        tensors = make_batch(batch, crops.resolution, resolution, alpha, hparams.model.input_blocking, generator, device)
-        return train_step(objects, tensors, hparams, alpha, generator, use_amp)
+        tensors = make_batch(batch, crops.resolution, phase, hparams.model.input_blocking, rng, device)
+        return train_step(training_state, tensors, hparams, phase.alpha, rng, use_amp)
 
     def sample_face_inputs(
         self, hparams: DeepPrivacyHparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator

@@ -5,7 +5,8 @@ Sources, in the order ``auto`` tries them:
 1. the dataset's extras (``keypoints7``; the synthetic data carries ground truth) — always preferred
    per face by the anonymizer when present;
 2. torchvision's Keypoint R-CNN, when its COCO weights are already in the torch hub cache (never
-   downloaded): person keypoints matched to the face boxes;
+   downloaded; ``safefakes fetch-weights --only keypointrcnn_coco`` fetches them, checksum verified):
+   person keypoints matched to the face boxes;
 3. MTCNN from ``facenet-pytorch`` (weights ship in the package), run on each face's context crop:
    it gives eyes and nose, the ears and shoulders are marked absent;
 4. none: the generator runs without pose (Safe Fakes, Sec. III-C).
@@ -25,6 +26,7 @@ import numpy as np
 
 from safefakes.anonymize.gan.crops import context_square, extract_square
 from safefakes.common.errors import SafefakesError
+from safefakes.common.weights import WEIGHT_FILES, fetch_command, torch_hub_checkpoint_dir
 from safefakes.data.wider import KEYPOINTS_7, FaceBox, FaceExtras
 
 LOGGER = logging.getLogger(__name__)
@@ -32,8 +34,9 @@ LOGGER = logging.getLogger(__name__)
 NUM_KEYPOINTS = len(KEYPOINTS_7)
 KeypointSourceName = Literal["auto", "rcnn", "mtcnn", "none"]
 KEYPOINT_SOURCES: tuple[str, ...] = ("auto", "rcnn", "mtcnn", "none")
-#: File name of torchvision's Keypoint R-CNN COCO weights in ``<torch hub>/checkpoints``.
-KEYPOINT_RCNN_WEIGHTS = "keypointrcnn_resnet50_fpn_coco-fc266e95.pth"
+#: ``safefakes fetch-weights`` key and file name of torchvision's Keypoint R-CNN COCO weights in ``<torch hub>/checkpoints``.
+KEYPOINT_RCNN_WEIGHT_KEY = "keypointrcnn_coco"
+KEYPOINT_RCNN_WEIGHTS = WEIGHT_FILES[KEYPOINT_RCNN_WEIGHT_KEY].filename
 #: Upper edges of the face-size bins (sqrt of box area, px) used to report keypoint coverage.
 SIZE_BIN_EDGES: tuple[int, ...] = (10, 20, 50, 100)
 #: A detected point counts as visible above this score (Keypoint R-CNN) / detection probability (MTCNN).
@@ -121,9 +124,7 @@ def match_people_to_faces(people: Sequence[np.ndarray], faces: Sequence[FaceBox]
 
 def keypoint_rcnn_weights_path() -> Path:
     """Where torchvision keeps the Keypoint R-CNN COCO weights (``<torch hub dir>/checkpoints``)."""
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / KEYPOINT_RCNN_WEIGHTS
+    return torch_hub_checkpoint_dir() / KEYPOINT_RCNN_WEIGHTS
 
 
 class KeypointRCNNSource:
@@ -137,7 +138,10 @@ class KeypointRCNNSource:
 
         path = keypoint_rcnn_weights_path()
         if not path.is_file():
-            raise SafefakesError(f"Keypoint R-CNN weights not found at {path} (they are never downloaded; place them there to use this source)")
+            raise SafefakesError(
+                f"Keypoint R-CNN weights not found at {path} (never downloaded here): run '{fetch_command(KEYPOINT_RCNN_WEIGHT_KEY, path.parent)}' "
+                "on a machine with internet and copy the file there"
+            )
         model = keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.model = model.eval().to(device)

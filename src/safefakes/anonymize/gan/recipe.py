@@ -1,8 +1,9 @@
 """What each GAN anonymizer plugs into the shared training loop and the shared dataset anonymizer.
 
-A :class:`GanRecipe` holds everything model-specific: its hyper-parameters, what its training crops
-must carry, how it builds its networks and optimizers, one training step, and at inference how it
-draws its random inputs and generates faces from prepared crops. The loop
+A :class:`GanRecipe` holds everything model-specific: its hyper-parameters (whose ``train`` section
+extends :class:`GanTrainConfig`), what its training crops must carry, how it builds its training state
+(networks, optimizers, AMP scalers), one training step, and at inference how it draws its random inputs
+and generates faces from prepared crops. The loop
 (:mod:`.training`) and the anonymizer (:mod:`.anonymizer`) are the same for every GAN, so resume,
 checkpoints, batching, keypoint fallbacks, paste-back and the privacy property are written once.
 
@@ -15,12 +16,14 @@ import dataclasses
 import importlib
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from safefakes.anonymize.base import MethodConfig, require
 from safefakes.anonymize.gan.crops import FaceCrop
 from safefakes.anonymize.gan.cropsets import CropSelection, CropSet
 from safefakes.common.errors import SafefakesError
@@ -32,11 +35,44 @@ LandmarkKind = Literal["keypoints7", "landmarks68"]
 MissingLandmarks = Literal["generate", "blackout"]
 
 
+@dataclass(frozen=True)
+class GanTrainConfig(MethodConfig):
+    """The training fields every GAN shares, read by the shared loop (:mod:`.training`) and crop loading.
+
+    Each GAN's train config subclasses this, sets its own ``batch_size`` default and adds its
+    optimizer fields. Hyper-parameters are stored in checkpoints by field name, so names must not change.
+    """
+
+    batch_size: int  # crops per iteration (each GAN sets its paper value)
+    context_factor: float = 2.0  # crop side / face box side (our choice; FDF crops show about this much context)
+    min_face_size: float = 24.0  # synthetic crop set: smallest face (sqrt area, px) used for training
+    horizontal_flip: bool = True  # flip half of the batch (landmarks mirrored left/right)
+    amp: bool = True  # float16 autocast and gradient scaling on CUDA (ignored on CPU)
+    log_every: int = 10  # iterations between loss-log rows
+    state_every: int = 200  # iterations between resumable state files (and at every checkpoint)
+
+    def validate(self) -> None:
+        """Positive batch size and intervals, a context at least the face box (subclasses extend)."""
+        require(self.batch_size >= 1, "batch_size must be >= 1")
+        require(self.context_factor >= 1, "context_factor must be >= 1")
+        require(self.min_face_size >= 0, "min_face_size must be >= 0")
+        require(self.log_every >= 1 and self.state_every >= 1, "log_every and state_every must be >= 1")
+
+
+@dataclass(frozen=True)
+class GrowthPhase:
+    """Where progressive growing stands at one iteration: the training ``resolution`` and the fade-in
+    ``alpha`` of its newest level (1.0 once faded in, and always for GANs that do not grow)."""
+
+    resolution: int
+    alpha: float
+
+
 class GanHparams(Protocol):
     """Resolved hyper-parameters of one GAN: ``model.resolution`` and the ``train`` fields the loop reads."""
 
     model: Any
-    train: Any
+    train: GanTrainConfig
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping of every resolved value (stored in checkpoints)."""
@@ -63,11 +99,21 @@ class SectionedHparams:
         return {field.name: getattr(self, field.name).to_dict() for field in dataclasses.fields(self)}  # type: ignore[arg-type]
 
 
+class GanTrainingState(Protocol):
+    """What a recipe's :meth:`~GanRecipe.build_training_state` returns: a dataclass whose every field has
+    ``state_dict``/``load_state_dict`` (networks, optimizers, AMP scalers; the state file stores them by
+    field name), among them the ``generator`` network that checkpoints save."""
+
+    @property
+    def generator(self) -> nn.Module:
+        """The generator network."""
+        ...
+
+
 class GanRecipe(Protocol):
     """The model-specific parts of a GAN anonymizer (see the module docstring).
 
-    ``hparams.train`` must have ``batch_size``, ``horizontal_flip``, ``amp``, ``log_every``,
-    ``state_every``, ``context_factor`` and ``min_face_size``.
+    ``hparams.train`` is a :class:`GanTrainConfig` (the fields the shared loop reads).
     """
 
     name: str
@@ -89,28 +135,27 @@ class GanRecipe(Protocol):
         """A fresh generator."""
         ...
 
-    def build_training(self, hparams: GanHparams, generator_config: Mapping[str, Any], device: torch.device, use_amp: bool) -> Any:
-        """A dataclass whose every field has ``state_dict``/``load_state_dict`` (networks, optimizers,
-        scalers); its ``generator`` field is the generator that checkpoints save."""
+    def build_training_state(self, hparams: GanHparams, generator_config: Mapping[str, Any], device: torch.device, use_amp: bool) -> GanTrainingState:
+        """Fresh networks (seeded by the caller), their optimizers and AMP scalers."""
         ...
 
-    def stage(self, hparams: GanHparams, iteration: int) -> tuple[int, float]:
-        """``(resolution, alpha)`` of the 1-based ``iteration`` (progressive growing; constant otherwise)."""
+    def growth_phase(self, hparams: GanHparams, iteration: int) -> GrowthPhase:
+        """The resolution and fade-in of the 1-based ``iteration`` (progressive growing; constant otherwise)."""
         ...
 
     def train_step(
         self,
-        objects: Any,
+        training_state: Any,
         crops: CropSet,
         batch: CropSelection,
-        stage: tuple[int, float],
+        phase: GrowthPhase,
         hparams: GanHparams,
         generator_config: Mapping[str, Any],
-        generator: torch.Generator,
+        rng: torch.Generator,
         device: torch.device,
         use_amp: bool,
     ) -> dict[str, float]:
-        """One optimization step on ``batch``; everything random is drawn from ``generator``. Returns the logged losses."""
+        """One optimization step on ``batch``; everything random is drawn from ``rng``. Returns the logged losses."""
         ...
 
     def sample_face_inputs(self, hparams: GanHparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

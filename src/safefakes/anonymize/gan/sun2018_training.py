@@ -16,10 +16,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from safefakes.anonymize.base import MethodConfig, require
+from safefakes.anonymize.base import require
 from safefakes.anonymize.gan.crops import FaceCrop
 from safefakes.anonymize.gan.cropsets import CropSelection, CropSet
-from safefakes.anonymize.gan.recipe import SectionedHparams, bgr_to_tensor, crop_box_masks, crop_points, rgb_to_tensor, tensor_to_bgr
+from safefakes.anonymize.gan.recipe import (
+    GanTrainConfig,
+    GrowthPhase,
+    SectionedHparams,
+    bgr_to_tensor,
+    crop_box_masks,
+    crop_points,
+    rgb_to_tensor,
+    tensor_to_bgr,
+)
 from safefakes.anonymize.gan.sun2018 import (
     Sun2018Discriminator,
     Sun2018Generator,
@@ -37,8 +46,8 @@ BLACK = -1.0
 
 
 @dataclass(frozen=True)
-class Sun2018TrainConfig(MethodConfig):
-    """Training hyper-parameters (paper values as defaults)."""
+class Sun2018TrainConfig(GanTrainConfig):
+    """Training hyper-parameters (paper values as defaults; the shared fields are :class:`GanTrainConfig`'s)."""
 
     batch_size: int = 64  # Safe Fakes Sec. III-A1: Sun2018 with batch size 64 ...
     generator_learning_rate: float = 5e-4  # ... a learning rate of 5e-4 for the generator ...
@@ -46,21 +55,13 @@ class Sun2018TrainConfig(MethodConfig):
     landmark_learning_rate: float = 5e-4  # Stage I: the generator's rate (our choice; Safe Fakes gives none)
     adam_beta1: float = 0.5  # DCGAN / pix2pix Adam(0.5, 0.999), used by Sun2018's GAN family
     adam_beta2: float = 0.999
-    context_factor: float = 2.0  # crop side / face box side (same context as the other GANs)
-    min_face_size: float = 24.0  # synthetic crop set: smallest face (sqrt area, px); crops without landmarks are left out anyway
-    horizontal_flip: bool = True  # flip half of the batch (landmarks mirrored left/right)
-    amp: bool = True  # float16 autocast and gradient scaling on CUDA (ignored on CPU)
-    log_every: int = 10  # iterations between loss-log rows
-    state_every: int = 200  # iterations between resumable state files (and at every checkpoint)
 
     def validate(self) -> None:
-        """Positive sizes and rates."""
-        require(self.batch_size >= 1, "batch_size must be >= 1")
+        """The shared checks, positive learning rates and Adam betas in [0, 1)."""
+        super().validate()
         rates = (self.generator_learning_rate, self.discriminator_learning_rate, self.landmark_learning_rate)
         require(min(rates) > 0, "learning rates must be > 0")
         require(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "Adam betas must be in [0, 1)")
-        require(self.context_factor >= 1, "context_factor must be >= 1")
-        require(self.log_every >= 1 and self.state_every >= 1, "log_every and state_every must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,9 @@ def make_batch(selection: CropSelection, resolution: int, device: torch.device) 
 
 
 @dataclass
-class Sun2018Objects:
-    """The mutable parts of a run that a state file captures (``generator`` holds both stages)."""
+class Sun2018TrainingState:
+    """The mutable parts of a run that a state file captures: networks (``generator`` holds both stages),
+    optimizers and AMP scalers."""
 
     generator: Sun2018Generator
     discriminator: Sun2018Discriminator
@@ -104,14 +106,14 @@ class Sun2018Objects:
     d_scaler: torch.amp.GradScaler
 
 
-def build_objects(hparams: Sun2018Hparams, device: torch.device, use_amp: bool) -> Sun2018Objects:
+def build_training_state(hparams: Sun2018Hparams, device: torch.device, use_amp: bool) -> Sun2018TrainingState:
     """Fresh networks (seeded by the caller), one Adam optimizer per stage and the discriminator's, AMP scalers."""
     generator = Sun2018Generator(hparams.model).to(device)
     discriminator = Sun2018Discriminator(hparams.model).to(device)
     t = hparams.train
     betas = (t.adam_beta1, t.adam_beta2)
     scaler = lambda: torch.amp.GradScaler(device.type, enabled=use_amp)  # noqa: E731
-    return Sun2018Objects(
+    return Sun2018TrainingState(
         generator,
         discriminator,
         torch.optim.Adam(generator.landmark_generator.parameters(), lr=t.landmark_learning_rate, betas=betas),
@@ -133,31 +135,31 @@ def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.am
     scaler.update()
 
 
-def train_step(objects: Sun2018Objects, batch: TrainBatch, hparams: Sun2018Hparams, use_amp: bool) -> dict[str, float]:
+def train_step(state: Sun2018TrainingState, batch: TrainBatch, hparams: Sun2018Hparams, use_amp: bool) -> dict[str, float]:
     """One Stage I step, one discriminator step and one Stage II generator step; returns the logged losses."""
     device_type = batch.real.device.type
     weights = hparams.loss
-    generator = objects.generator
+    generator = state.generator
     with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=use_amp):
         predicted = generator.landmark_generator(batch.condition, batch.mask)
         stage1 = weights.landmark_weight * landmark_loss(predicted, batch.landmarks)
-    _step(stage1, objects.landmark_optimizer, objects.landmark_scaler, "landmark")
+    _step(stage1, state.landmark_optimizer, state.landmark_scaler, "landmark")
     terms = {"landmark_loss": float(stage1.detach()), "landmark_error": float(landmark_error(predicted.detach(), batch.landmarks))}
 
     heatmaps = generator.heatmaps(batch.landmarks)
     with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=use_amp):
         raw, fake = generator.inpainter(batch.condition, batch.mask, heatmaps)
-        real_logits = objects.discriminator(batch.real, batch.mask, heatmaps)
-        fake_logits = objects.discriminator(fake.detach(), batch.mask, heatmaps)
+        real_logits = state.discriminator(batch.real, batch.mask, heatmaps)
+        fake_logits = state.discriminator(fake.detach(), batch.mask, heatmaps)
         d_loss = discriminator_loss(real_logits, fake_logits)
-    _step(d_loss, objects.d_optimizer, objects.d_scaler, "discriminator")
+    _step(d_loss, state.d_optimizer, state.d_scaler, "discriminator")
     terms.update({"d_loss": float(d_loss.detach()), "d_real": float(real_logits.detach().float().mean()), "d_fake": float(fake_logits.detach().float().mean())})
 
-    objects.discriminator.requires_grad_(False)
+    state.discriminator.requires_grad_(False)
     with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=use_amp):
-        g_loss, g_terms = generator_loss(objects.discriminator(fake, batch.mask, heatmaps), raw, batch.real, weights)
-    _step(g_loss, objects.g_optimizer, objects.g_scaler, "generator")
-    objects.discriminator.requires_grad_(True)
+        g_loss, g_terms = generator_loss(state.discriminator(fake, batch.mask, heatmaps), raw, batch.real, weights)
+    _step(g_loss, state.g_optimizer, state.g_scaler, "generator")
+    state.discriminator.requires_grad_(True)
     terms.update(g_terms)
     return terms
 
@@ -182,28 +184,28 @@ class Sun2018Recipe:
         """Both stages, freshly initialised."""
         return Sun2018Generator(hparams.model)
 
-    def build_training(self, hparams: Sun2018Hparams, generator_config: Mapping[str, Any], device: torch.device, use_amp: bool) -> Sun2018Objects:
+    def build_training_state(self, hparams: Sun2018Hparams, generator_config: Mapping[str, Any], device: torch.device, use_amp: bool) -> Sun2018TrainingState:
         """Networks, Adam optimizers and AMP scalers."""
-        return build_objects(hparams, device, use_amp)
+        return build_training_state(hparams, device, use_amp)
 
-    def stage(self, hparams: Sun2018Hparams, iteration: int) -> tuple[int, float]:
+    def growth_phase(self, hparams: Sun2018Hparams, iteration: int) -> GrowthPhase:
         """Always the model resolution (no progressive growing)."""
-        return hparams.model.resolution, 1.0
+        return GrowthPhase(hparams.model.resolution, 1.0)
 
     def train_step(
         self,
-        objects: Sun2018Objects,
+        training_state: Sun2018TrainingState,
         crops: CropSet,
         batch: CropSelection,
-        stage: tuple[int, float],
+        phase: GrowthPhase,
         hparams: Sun2018Hparams,
         generator_config: Mapping[str, Any],
-        generator: torch.Generator,
+        rng: torch.Generator,
         device: torch.device,
         use_amp: bool,
     ) -> dict[str, float]:
-        """Both stages once on ``batch`` (nothing random to draw from ``generator``)."""
-        return train_step(objects, make_batch(batch, crops.resolution, device), hparams, use_amp)
+        """Both stages once on ``batch`` (nothing random to draw from ``rng``)."""
+        return train_step(training_state, make_batch(batch, crops.resolution, device), hparams, use_amp)
 
     def sample_face_inputs(
         self, hparams: Sun2018Hparams, generator_config: Mapping[str, Any], resolution: int, rng: np.random.Generator

@@ -2,8 +2,8 @@
 
 Training runs by iterations; what one iteration does is the GAN's recipe (:mod:`.recipe`). The
 batch indices, flips and every random draw of an iteration are functions of ``(seed, iteration)``
-(:func:`iteration_generators`), so a run resumes from its state file with no sampler state:
-``STATE_DIR/state.pt`` holds the networks, optimizer states, AMP scalers and RNG states.
+(:func:`iteration_rngs`), so a run resumes from its state file with no sampler state:
+``STATE_DIR/state.pt`` holds the recipe's training state (networks, optimizer states, AMP scalers) and RNG states.
 Checkpoints ``CHECKPOINTS/iter_{N}.pt`` are written at every requested N (one run serves several
 iteration points of Fig. 9); the losses go to ``CHECKPOINTS/train_log.csv``. A killed run restarted
 with the same arguments ends, on CPU, with weights bit-identical to an uninterrupted one.
@@ -51,10 +51,10 @@ GAN_CHECKPOINT_FORMAT = "safefakes-gan-checkpoint/2"
 GAN_STATE_FORMAT = "safefakes-gan-state/2"
 
 
-def iteration_generators(seed: int, iteration: int) -> tuple[np.random.Generator, torch.Generator]:
-    """The numpy and torch generators of one iteration (everything random in it derives from these)."""
-    rng = np.random.default_rng([seed, iteration])
-    return rng, torch.Generator().manual_seed(int(rng.integers(2**62)))
+def iteration_rngs(seed: int, iteration: int) -> tuple[np.random.Generator, torch.Generator]:
+    """The numpy and torch random number generators of one iteration (everything random in it derives from these)."""
+    numpy_rng = np.random.default_rng([seed, iteration])
+    return numpy_rng, torch.Generator().manual_seed(int(numpy_rng.integers(2**62)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,53 +187,51 @@ def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Pa
     LOGGER.info("training %s on %d crops (%s), %d iterations, checkpoints at %s", request.gan, len(crops), crops.source, total, list(checkpoints))
 
     torch.manual_seed(request.seed)
-    objects = recipe.build_training(hparams, generator_config, device, use_amp)
+    training_state = recipe.build_training_state(hparams, generator_config, device, use_amp)
     state_path = request.state_dir / STATE_FILE_NAME
     fingerprint = _fingerprint(request, hparams, crops.digest())
     checkpoint_paths = {n: request.checkpoints_dir / checkpoint_name(n) for n in checkpoints}
-    start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths, state_format=GAN_STATE_FORMAT, stop_iteration=total)
+    start = try_resume(state_path, training_state, fingerprint, device, checkpoint_paths, state_format=GAN_STATE_FORMAT, stop_iteration=total)
     request.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     request.state_dir.mkdir(parents=True, exist_ok=True)
     log = LossLog(request.checkpoints_dir / LOG_FILE_NAME)
     log.load_until(start)
     tick = time.perf_counter()
     for iteration in progress(range(start + 1, total + 1), desc=f"train {request.gan}", total=max(0, total - start)):
-        stage = recipe.stage(hparams, iteration)
-        rng, generator = iteration_generators(request.seed, iteration)
-        indices = rng.integers(0, len(crops), size=train.batch_size)
-        flips = rng.random(train.batch_size) < 0.5 if train.horizontal_flip else np.zeros(train.batch_size, dtype=bool)
+        phase = recipe.growth_phase(hparams, iteration)
+        numpy_rng, torch_rng = iteration_rngs(request.seed, iteration)
+        indices = numpy_rng.integers(0, len(crops), size=train.batch_size)
+        flips = numpy_rng.random(train.batch_size) < 0.5 if train.horizontal_flip else np.zeros(train.batch_size, dtype=bool)
         batch = select_crops(crops, indices, flips)
-        terms = recipe.train_step(objects, crops, batch, stage, hparams, generator_config, generator, device, use_amp)
+        terms = recipe.train_step(training_state, crops, batch, phase, hparams, generator_config, torch_rng, device, use_amp)
         now = time.perf_counter()
         if iteration % train.log_every == 0 or iteration == total:
-            resolution, alpha = stage
             rate = train.batch_size / max(now - tick, 1e-9)
             log.append(
                 {
                     "iteration": iteration,
-                    "resolution": resolution,
-                    "alpha": f"{alpha:.4f}",
+                    "resolution": phase.resolution,
+                    "alpha": f"{phase.alpha:.4f}",
                     **{k: f"{v:.6g}" for k, v in terms.items()},
                     "images_per_s": f"{rate:.2f}",
                 }
             )
         tick = now
         if iteration in checkpoint_paths:
-            resolution, alpha = stage
             write_gan_checkpoint(
                 checkpoint_paths[iteration],
                 request.gan,
-                objects.generator,
+                training_state.generator,
                 hparams,
                 iteration,
-                resolution,
-                alpha,
+                phase.resolution,
+                phase.alpha,
                 request.seed,
                 generator_config,
                 crops.source,
             )
         if iteration in checkpoint_paths or iteration % train.state_every == 0:
-            save_state(state_path, objects, iteration, fingerprint, state_format=GAN_STATE_FORMAT)
+            save_state(state_path, training_state, iteration, fingerprint, state_format=GAN_STATE_FORMAT)
             log.write()
     log.write()
     return list(checkpoint_paths.values())
