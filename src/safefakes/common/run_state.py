@@ -139,9 +139,10 @@ class LossLog:
 
 def save_state(path: Path, objects: Any, iteration: int, fingerprint: str, state_format: str = STATE_FORMAT) -> None:
     """Write the resumable state atomically: every field of the dataclass ``objects`` (each with a
-    ``state_dict``), the iteration, the run's fingerprint and the random number generators."""
+    ``state_dict``; a field set to None is left out), the iteration, the run's fingerprint and the random number generators."""
     payload = {"format": state_format, "fingerprint": fingerprint, "iteration": iteration, "rng": capture_rng_state()}
-    payload.update({field.name: getattr(objects, field.name).state_dict() for field in dataclasses.fields(objects)})
+    parts = {field.name: getattr(objects, field.name) for field in dataclasses.fields(objects)}
+    payload.update({name: part.state_dict() for name, part in parts.items() if part is not None})
     write_torch_payload(path, payload)
 
 
@@ -174,7 +175,9 @@ def try_resume(
         LOGGER.warning("ignoring %s: checkpoints it already wrote are missing (%s); training from the start", path, ", ".join(missing))
         return 0
     for field in dataclasses.fields(objects):
-        getattr(objects, field.name).load_state_dict(payload[field.name])
+        part = getattr(objects, field.name)
+        if part is not None:
+            part.load_state_dict(payload[field.name])
     rng = payload["rng"]
     rng["torch"] = rng["torch"].cpu()
     if "cuda" in rng:

@@ -108,6 +108,9 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     grad_clip_norm: float | None = None  # none in the paper; a safety valve for from-scratch training
+    # Exponential moving average of the weights, kept beside the trained ones; checkpoints hold the average.
+    # None in the paper. Short constant-rate runs oscillate from one checkpoint to the next; the average does less.
+    ema_decay: float | None = None
     amp: bool = True  # mixed precision (float16 autocast with gradient scaling), CUDA only
     cpu_bfloat16: bool = False  # bfloat16 autocast on the CPU (fast where the CPU has AMX / AVX-512 BF16); not the paper's
     channels_last: bool = True  # memory format on CUDA only
@@ -123,6 +126,8 @@ class TrainConfig:
             raise SafefakesError("train.state_every and train.log_every must be >= 1")
         if self.num_workers < 0:
             raise SafefakesError("train.num_workers must be >= 0")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise SafefakesError(f"train.ema_decay must lie between 0 and 1 (or be null), got {self.ema_decay}")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> TrainConfig:

@@ -175,6 +175,11 @@ class TrainingObjects:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
+    averaged_model: torch.optim.swa_utils.AveragedModel | None = None  # train.ema_decay's moving average, if set
+
+    def weights_to_save(self) -> nn.Module:
+        """The network a checkpoint holds: the moving average of the weights when there is one, else the model."""
+        return self.model if self.averaged_model is None else self.averaged_model.module
 
 
 def make_loader(dataset: AugmentedDataset, config: TrainConfig, seed: int, start: int, stop: int, device: torch.device) -> DataLoader:
@@ -231,7 +236,9 @@ def train(request: TrainRequest) -> list[Path]:
     optimizer = build_optimizer(model, config.optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LearningRateFactor(config.schedule, iterations_per_epoch, run_length))
     # Gradient scaling guards float16's narrow range; bfloat16 (the CPU's autocast type) has float32's.
-    objects = TrainingObjects(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda"))
+    objects = TrainingObjects(
+        model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda"), exponential_average(model, config.ema_decay)
+    )
 
     state_path = request.state_dir / STATE_FILE_NAME
     fingerprint = _fingerprint(request, hparams, base.content_digest(), run_length, initialisation)
@@ -253,13 +260,20 @@ def train(request: TrainRequest) -> list[Path]:
             log.append(_log_row(iteration, losses, lr_used, len(images) / max(now - tick, 1e-9)))
         tick = now
         if iteration in checkpoints:
-            write_checkpoint(checkpoint_paths[iteration], model, request.detector, hparams, iteration, request.seed, initialisation)
+            write_checkpoint(checkpoint_paths[iteration], objects.weights_to_save(), request.detector, hparams, iteration, request.seed, initialisation)
         if iteration in checkpoints or iteration % config.state_every == 0:
             request.state_dir.mkdir(parents=True, exist_ok=True)
             save_state(state_path, objects, iteration, fingerprint)
             log.write()
     log.write()
     return list(checkpoint_paths.values())
+
+
+def exponential_average(model: nn.Module, decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
+    """torch's exponential moving average of ``model``'s weights and buffers (``None`` when ``decay`` is None)."""
+    if decay is None:
+        return None
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
@@ -290,6 +304,8 @@ def train_step(
     objects.scaler.step(objects.optimizer)
     objects.scaler.update()
     objects.scheduler.step()
+    if objects.averaged_model is not None:
+        objects.averaged_model.update_parameters(objects.model)
     values = {name: float(value.detach()) for name, value in loss_dict.items()}
     values["loss"] = float(loss.detach())
     return values
