@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from safefakes.detect.hparams import load_hparams_argument, resolve_hparams
+from safefakes.common.config import parse_json_argument
+from safefakes.detect.hparams import resolve_hparams
 from safefakes.detect.registry import get_detector
 
 FACES_PER_IMAGE = 5
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     spec = get_detector(args.detector)
-    hparams = resolve_hparams(spec.paper_hparams, load_hparams_argument(args.hparams))
+    hparams = resolve_hparams(spec.paper_hparams, parse_json_argument(args.hparams, "--hparams"))
     for name in args.devices:
         if name == "cuda" and not torch.cuda.is_available():
             continue

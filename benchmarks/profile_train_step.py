@@ -22,8 +22,9 @@ from typing import Any
 import torch
 import yaml
 
+from safefakes.common.config import parse_json_argument
 from safefakes.detect.data import AugmentedDataset, WiderFaceDataset, collate_detection, to_model_inputs
-from safefakes.detect.hparams import TrainConfig, load_hparams_argument, resolve_hparams
+from safefakes.detect.hparams import TrainConfig, resolve_hparams
 from safefakes.detect.registry import get_detector
 from safefakes.detect.train import build_optimizer
 
@@ -53,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     spec = get_detector(args.detector)
-    hparams = resolve_hparams(resolve_hparams(spec.paper_hparams, demo_overrides(args.detector)), load_hparams_argument(args.hparams) or {})
+    hparams = resolve_hparams(resolve_hparams(spec.paper_hparams, demo_overrides(args.detector)), parse_json_argument(args.hparams, "--hparams"))
     config = TrainConfig.from_dict(hparams["train"])
     dataset = AugmentedDataset(WiderFaceDataset(args.root, "train"), spec.build_train_transform(hparams["augment"]))
     torch.manual_seed(0)

@@ -239,12 +239,12 @@ def test_cli_runs_and_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     argv = ["anonymize", "--method", "pixelate", "--param", "grid=8", "--wider-root", str(root), "--split", "train", "--out", str(out), "--seed", "3"]
     assert run_cli(argv) == 0
     assert json.loads((out / MANIFEST_NAME).read_text())["params"]["grid"] == 8
-    assert run_cli([*argv[:3], "--params-json", '{"grid": 16}', *argv[5:]]) == 0
+    assert run_cli([*argv[:3], "--config-json", '{"grid": 16}', *argv[5:]]) == 0
     assert json.loads((out / MANIFEST_NAME).read_text())["params"]["grid"] == 16
     with pytest.raises(SafefakesError, match="expected int"):
         run_cli([*argv[:4], "grid=zero", *argv[5:]])
     with pytest.raises(SafefakesError, match="both"):
-        run_cli([*argv[:3], "--params-json", '{"grid": 16}', *argv[3:]])
+        run_cli([*argv[:3], "--config-json", '{"grid": 16}', *argv[3:]])
     capsys.readouterr()
     assert run_cli(["anonymize-methods", "--json"]) == 0
     assert "blur" in json.loads(capsys.readouterr().out)

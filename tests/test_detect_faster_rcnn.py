@@ -86,7 +86,7 @@ def test_cached_imagenet_weights_are_loaded_and_early_stages_frozen(tmp_path: Pa
 
 
 def test_config_refuses_bad_values() -> None:
-    with pytest.raises(SafefakesError, match="unknown key"):
+    with pytest.raises(SafefakesError, match="unknown Faster R-CNN model setting"):
         FasterRcnnConfig.from_dict({"anchor_size": [[16]]})
     with pytest.raises(SafefakesError, match="same number of sizes"):
         FasterRcnnConfig.from_dict({"anchor_sizes": [[16, 32], [64], [128], [256], [512]]})

@@ -220,7 +220,7 @@ def test_changed_hparams_do_not_resume_a_foreign_state(synth_root: Path, tmp_pat
 def test_bad_requests_fail_with_one_clear_error(synth_root: Path, tmp_path: Path) -> None:
     with pytest.raises(SafefakesError, match="unknown detector"):
         train(TrainRequest("nope", synth_root, tmp_path / "c", tmp_path / "s", {}, (1,)))
-    with pytest.raises(SafefakesError, match="unknown key"):
+    with pytest.raises(SafefakesError, match="unknown train setting"):
         train(_request(synth_root, tmp_path, (1,), {"train": {"batchsize": 3}}))
     with pytest.raises(SafefakesError, match="positive"):
         train(_request(synth_root, tmp_path, (0,)))

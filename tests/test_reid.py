@@ -89,7 +89,7 @@ def test_scenarios_pairs_and_failure_to_acquire() -> None:
 def test_config_from_dict_and_errors() -> None:
     config = ReidConfig.from_dict({"threshold": 0.5, "scenarios": ["naive"], "descriptor": {"upsample": 0}})
     assert config.scenarios == ("naive",) and config.descriptor.upsample == 0
-    with pytest.raises(SafefakesError, match="unknown option"):
+    with pytest.raises(SafefakesError, match="unknown reid setting"):
         ReidConfig.from_dict({"treshold": 0.5})
     with pytest.raises(SafefakesError, match="unknown scenario"):
         ReidConfig(scenarios=("mirror",))
@@ -186,7 +186,7 @@ def test_reid_cli_gather_det_and_frontier(shared_data: Path, tmp_path: Path) -> 
     summaries = []
     for method, strength in (("blur", "5"), (reid.NO_ANONYMIZATION, None)):
         stem = tmp_path / f"{method}_{strength}"
-        argv = ["reid", "--identities", str(identities), "--method", method, "--config", config]
+        argv = ["reid", "--identities", str(identities), "--method", method, "--config-json", config]
         argv += ["--out-csv", f"{stem}.csv", "--out-scores", f"{stem}_scores.csv", "--out-acquisition", f"{stem}_acq.csv"]
         assert main(argv + (["--strength", strength] if strength else [])) == 0
         summaries.append(f"{stem}.csv")

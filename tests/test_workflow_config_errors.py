@@ -103,7 +103,7 @@ def test_committed_presets_dry_run_cleanly(tmp_path: Path, preset: str) -> None:
 
 def test_method_config_names_the_method_and_key() -> None:
     assert method_config("blur", {"kernel": "15"}).kernel == 15
-    with pytest.raises(SafefakesError, match=r"method blur: unknown parameter\(s\) kernal"):
+    with pytest.raises(SafefakesError, match=r"method blur: unknown BlurConfig setting\(s\): kernal; valid: strength, "):
         method_config("blur", {"kernal": "15"})
     with pytest.raises(SafefakesError, match="method blur: kernel must be >= 1"):
         method_config("blur", {"kernel": str(NEGATIVE_KERNEL)})

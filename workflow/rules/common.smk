@@ -492,12 +492,12 @@ def job_parameter_problems():
                 problems[f"privacy.reid.sweeps.{method}"] = f"strength {strength:g}: {error}"
                 break
     if DETECTORS:
-        from safefakes.detect.hparams import load_hparams_argument
+        from safefakes.common.config import parse_json_argument
         from safefakes.detect.registry import check_hparams
 
         for detector in DETECTORS:
             try:
-                check_hparams(detector, load_hparams_argument(detector_hparams_json(detector)))
+                check_hparams(detector, parse_json_argument(detector_hparams_json(detector), "--hparams"))
             except SafefakesError as error:
                 problems[f"detectors.{detector}"] = str(error)
     if GAN_RUNS:

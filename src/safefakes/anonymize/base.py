@@ -8,9 +8,10 @@ Every anonymizer (the conventional ones in :mod:`safefakes.anonymize.conventiona
 
 Parameters are fields of a frozen config dataclass per method (the papers' values are the defaults);
 :meth:`MethodConfig.from_dict` converts strings, rejects unknown keys and out-of-range values with a
-:class:`SafefakesError`. Every method accepts ``strength``: an alias for the one field that sets how
-strongly the face is obscured (its meaning per method is in :attr:`MethodConfig.STRENGTH_DOC`), so the
-re-identification study can sweep ``build_anonymizer(method, {"strength": k})`` uniformly.
+:class:`SafefakesError` (through :func:`~safefakes.common.config.build_config`). Every method accepts
+``strength``: an alias for the one field that sets how strongly the face is obscured (its meaning per
+method is in :attr:`MethodConfig.STRENGTH_DOC`), so the re-identification study can sweep
+``build_anonymizer(method, {"strength": k})`` uniformly.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
 
@@ -138,14 +140,14 @@ _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
 
 
-def _convert(value: Any, annotation: Any, key: str) -> Any:
+def convert_parameter(value: Any, annotation: Any, key: str) -> Any:
     """Convert one parameter (a string from the CLI or a JSON/YAML scalar) to the field's type."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = [option for option in typing.get_args(annotation) if option is not type(None)]
         if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
             return None
-        return _convert(value, options[0], key)
+        return convert_parameter(value, options[0], key)
     if origin is Literal:
         choices = typing.get_args(annotation)
         if value not in choices:
@@ -183,7 +185,8 @@ class MethodConfig:
     """Base of every method's parameters: a frozen dataclass built with :meth:`from_dict`.
 
     Subclasses set ``STRENGTH_FIELD`` (the field ``strength`` stands for, or None when the method has
-    no strength) and ``STRENGTH_DOC`` (what the strength means), and override :meth:`validate`.
+    no strength) and ``STRENGTH_DOC`` (what the strength means), and override :meth:`validate`, which
+    every construction runs.
     """
 
     STRENGTH_FIELD: ClassVar[str | None] = None
@@ -191,20 +194,12 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls: type[ConfigT], params: Mapping[str, Any] | None = None) -> ConfigT:
-        """Build and validate the config from a plain mapping; unknown keys and bad values raise SafefakesError."""
+        """Build and validate the config from a plain mapping (strings converted to the fields' types); unknown
+        keys and bad values raise SafefakesError."""
         values = dict(params or {})
-        hints = typing.get_type_hints(cls)
-        names = [item.name for item in dataclasses.fields(cls)]
         if STRENGTH_KEY in values:
             values = cls.apply_strength(values, values.pop(STRENGTH_KEY))
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            valid = ", ".join([STRENGTH_KEY, *names])
-            raise SafefakesError(f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; valid: {valid}")
-        converted = {key: _convert(value, hints[key], key) for key, value in values.items()}
-        config = cls(**converted)
-        config.validate()
-        return config
+        return build_config(cls, values, cls.__name__, convert_value=convert_parameter, aliases=(STRENGTH_KEY,))
 
     @classmethod
     def apply_strength(cls, values: dict[str, Any], strength: Any) -> dict[str, Any]:
@@ -214,6 +209,9 @@ class MethodConfig:
         if cls.STRENGTH_FIELD in values:
             raise SafefakesError(f"give either {STRENGTH_KEY} or {cls.STRENGTH_FIELD}, not both")
         return {**values, cls.STRENGTH_FIELD: strength}
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         """Raise SafefakesError when a value is out of range (subclasses extend)."""

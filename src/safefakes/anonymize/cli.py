@@ -13,6 +13,7 @@ from safefakes.anonymize.base import STRENGTH_KEY, get_anonymizer_spec, method_c
 from safefakes.anonymize.dataset import BAD_IMAGE_POLICIES, AnonymizeJob, anonymize_dataset
 from safefakes.anonymize.face_finders import FACE_FINDER_SPECS
 from safefakes.anonymize.images import DEFAULT_JPEG_QUALITY
+from safefakes.common.config import parse_json_argument
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import SPLITS
 
@@ -34,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--method", required=True, help="anonymization method (see anonymize-methods)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter; repeatable (e.g. --param kernel=25)")
-    parser.add_argument("--params-json", default=None, metavar="JSON", help="method parameters as a JSON object (merged with --param)")
+    parser.add_argument(
+        "--config-json", default=None, metavar="JSON", help="method parameters as a JSON object, inline or a JSON/YAML file (merged with --param)"
+    )
     parser.add_argument("--checkpoint", type=Path, default=None, metavar="FILE", help="generator checkpoint of a GAN method (from 'safefakes train-gan')")
     parser.add_argument("--wider-root", type=Path, metavar="ROOT", help="WIDER FACE root in the official layout (its annotated faces are anonymized)")
     parser.add_argument("--split", choices=SPLITS, help="split of --wider-root (required there); with --images: OUT's split name (default: detected, else val)")
@@ -83,20 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     methods.set_defaults(func=run_list_methods)
 
 
-def collect_params(assignments: list[str], params_json: str | None) -> dict[str, Any]:
-    """Merge ``--params-json`` and ``--param KEY=VALUE`` (a key given in both is an error)."""
-    params: dict[str, Any] = {}
-    if params_json:
-        try:
-            loaded = json.loads(params_json)
-        except json.JSONDecodeError as error:
-            raise SafefakesError(f"--params-json is not valid JSON: {error}") from None
-        if not isinstance(loaded, dict):
-            raise SafefakesError("--params-json must be a JSON object")
-        params.update(loaded)
+def collect_params(assignments: list[str], config_json: str | None) -> dict[str, Any]:
+    """Merge ``--config-json`` and ``--param KEY=VALUE`` (a key given in both is an error)."""
+    params = parse_json_argument(config_json, "--config-json")
     for key, value in parse_param_assignments(assignments).items():
         if key in params:
-            raise SafefakesError(f"parameter {key} given in both --params-json and --param")
+            raise SafefakesError(f"parameter {key} given in both --config-json and --param")
         params[key] = value
     return params
 
@@ -121,7 +116,7 @@ def job_params(method: str, params: dict[str, Any], checkpoint: Path | str | Non
 
 def run_anonymize(args: argparse.Namespace) -> int:
     """Handler of ``safefakes anonymize``."""
-    params = job_params(args.method, collect_params(args.param, args.params_json), args.checkpoint)
+    params = job_params(args.method, collect_params(args.param, args.config_json), args.checkpoint)
     if args.boxes_from is not None or args.images is not None:
         return run_anonymize_found_boxes(args, params)
     found_box_options = [name for name in ("threshold", "review_threshold", "ground_truth") if getattr(args, name) is not None]

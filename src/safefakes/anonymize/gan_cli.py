@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from safefakes.common.errors import SafefakesError
+from safefakes.common.config import parse_json_argument
 
 #: GANs this command trains (their recipes are in safefakes.anonymize.gan.recipe.GAN_RECIPES).
 TRAINABLE_GANS = ("deepprivacy", "ciagan", "sun2018")
@@ -30,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iterations", required=True, type=int, nargs="+", metavar="N", help="iteration counts to write checkpoints at")
     parser.add_argument("--checkpoints", required=True, type=Path, metavar="DIR", help="folder of iter_N.pt and train_log.csv")
     parser.add_argument("--state-dir", required=True, type=Path, metavar="DIR", help="folder of the resumable state.pt")
-    parser.add_argument("--hparams", default="{}", metavar="JSON", help='hyper-parameters as JSON: {"model": {...}, "train": {...}, "loss": {...}}')
+    parser.add_argument(
+        "--hparams", default="{}", metavar="JSON", help='hyper-parameters as JSON, inline or a JSON/YAML file: {"model": {...}, "train": {...}, "loss": {...}}'
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.set_defaults(func=run_train_gan)
@@ -40,12 +41,7 @@ def run_train_gan(args: argparse.Namespace) -> int:
     """Handler of ``safefakes train-gan``."""
     from safefakes.anonymize.gan.training import GanTrainRequest, train_gan
 
-    try:
-        hparams = json.loads(args.hparams)
-    except json.JSONDecodeError as error:
-        raise SafefakesError(f"--hparams is not valid JSON: {error}") from None
-    if not isinstance(hparams, dict):
-        raise SafefakesError("--hparams must be a JSON object")
+    hparams = parse_json_argument(args.hparams, "--hparams")
     request = GanTrainRequest(
         args.gan, args.train_set, args.checkpoints, args.state_dir, hparams, tuple(args.iterations), args.seed, args.device, args.max_faces
     )

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
 
@@ -134,10 +135,7 @@ class Initialisation:
     @classmethod
     def from_dict(cls, values: Mapping[str, str | None]) -> Initialisation:
         """Rebuild from :meth:`to_dict`'s record; a clear error for anything else."""
-        try:
-            return cls(**values)
-        except TypeError:
-            raise SafefakesError(f"not an initialisation record: {dict(values)!r}") from None
+        return build_config(cls, values, "initialisation record")
 
 
 #: The initialisation of a result whose evaluation JSON records none (predictions not written by ``safefakes predict``).

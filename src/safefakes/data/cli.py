@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from safefakes.common.config import parse_json_argument
 from safefakes.common.errors import SafefakesError
 
 
@@ -25,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--image-width", type=int, default=None, help="image width in px; faces scale with it (default 1024)")
     synth.add_argument("--crop-full-scene", action="store_true", help="each image is a crop of a 1024-px-wide scene: faces keep WIDER's absolute sizes")
     synth.add_argument("--workers", type=int, default=1, help="rendering processes (the output does not depend on them)")
-    synth.add_argument("--config-json", default=None, help="SynthConfig settings as a JSON object (the config.yaml section)")
+    synth.add_argument(
+        "--config-json", default=None, metavar="JSON", help="SynthConfig settings as a JSON object, inline or a JSON/YAML file (the config.yaml section)"
+    )
     synth.set_defaults(func=_run_synth)
 
     identities = subparsers.add_parser(
@@ -39,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     identities.add_argument("--photos", required=True, type=int, help="photos per identity")
     identities.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes; same identity pool as synth)")
     identities.add_argument("--size", type=int, default=None, help="portrait side in px (default 224)")
-    identities.add_argument("--config-json", default=None, help="SynthIdentitiesConfig settings as a JSON object")
+    identities.add_argument("--config-json", default=None, metavar="JSON", help="SynthIdentitiesConfig settings as a JSON object, inline or a JSON/YAML file")
     identities.set_defaults(func=_run_synth_identities)
 
     fetch = subparsers.add_parser(
@@ -63,23 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.set_defaults(func=_run_fetch)
 
 
-def _config_settings(text: str | None) -> dict:
-    """The ``--config-json`` object as a dict (empty when not given)."""
-    if not text:
-        return {}
-    try:
-        settings = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SafefakesError(f"--config-json is not valid JSON ({error})") from None
-    if not isinstance(settings, dict):
-        raise SafefakesError("--config-json must be a JSON object")
-    return settings
-
-
 def _run_synth(args: argparse.Namespace) -> int:
     from safefakes.data.synth import SynthConfig, synthesize
 
-    settings = _config_settings(args.config_json)
+    settings = parse_json_argument(args.config_json, "--config-json")
     if args.image_width is not None:
         settings["image_width"] = args.image_width
     if args.crop_full_scene:
@@ -93,7 +83,7 @@ def _run_synth(args: argparse.Namespace) -> int:
 def _run_synth_identities(args: argparse.Namespace) -> int:
     from safefakes.data.synth_identities import SynthIdentitiesConfig, synthesize_identities
 
-    settings = _config_settings(args.config_json)
+    settings = parse_json_argument(args.config_json, "--config-json")
     if args.size is not None:
         settings["size_px"] = args.size
     if args.out.exists() and not args.out.is_dir():

@@ -29,6 +29,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_json
 
@@ -75,21 +76,18 @@ class ArchiveSpec:
     checksum: Checksum | None = None
     members: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     @staticmethod
     def from_dict(values: Mapping[str, Any]) -> ArchiveSpec:
         """Build from ``{"name", "url", "checksum": "ALGO:HEX", "members": {"src/": "dest/"}}``."""
-        unknown = sorted(set(values) - {"name", "url", "checksum", "members"})
-        if unknown:
-            raise SafefakesError(f"archive spec: unknown key(s) {', '.join(unknown)}")
-        try:
-            name, url = str(values["name"]), str(values["url"])
-        except KeyError as missing:
-            raise SafefakesError(f"archive spec needs {missing.args[0]!r}") from None
-        checksum = Checksum.parse(values["checksum"]) if values.get("checksum") else None
-        members = tuple((str(src), str(dest)) for src, dest in dict(values.get("members") or {}).items())
-        spec = ArchiveSpec(name=name, url=url, checksum=checksum, members=members)
-        spec.validate()
-        return spec
+        values = dict(values)
+        if "checksum" in values:
+            values["checksum"] = Checksum.parse(values["checksum"]) if values["checksum"] else None
+        if "members" in values:
+            values["members"] = tuple((str(src), str(dest)) for src, dest in dict(values["members"] or {}).items())
+        return build_config(ArchiveSpec, values, "archive spec")
 
     def validate(self) -> None:
         """Refuse names that are not plain file names and member mappings that leave ROOT."""
@@ -331,10 +329,7 @@ def specs_from_arguments(archives: Sequence[str], checksums: Sequence[str], memb
         if not sep:
             raise SafefakesError(f"--member {value!r}: expected NAME=SRC:DEST")
         mapping.setdefault(name, []).append((src, dest))
-    specs = [ArchiveSpec(name=name, url=url, checksum=sums.get(name), members=tuple(mapping.get(name, ()))) for name, url in urls.items()]
-    for spec in specs:
-        spec.validate()
-    return specs
+    return [ArchiveSpec(name=name, url=url, checksum=sums.get(name), members=tuple(mapping.get(name, ()))) for name, url in urls.items()]
 
 
 def specs_from_json(path: str | os.PathLike[str]) -> list[ArchiveSpec]:

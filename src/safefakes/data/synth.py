@@ -17,13 +17,14 @@ import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_directory
 from safefakes.common.progress import progress
@@ -138,20 +139,11 @@ class SynthConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> SynthConfig:
-        """Build from a plain dict (the config.yaml section); unknown keys are an error."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SafefakesError(f"unknown synth setting(s): {', '.join(unknown)}")
-        if "events" in values:
-            values["events"] = tuple(EventStyle(**e) if isinstance(e, Mapping) else EventStyle(*e) for e in values["events"])
-        for name in ("blur_probs_small", "blur_probs_medium", "blur_probs_large", "occlusion_factors", "blur_factors"):
-            if name in values:
-                values[name] = tuple(float(v) for v in values[name])
-        config = cls(**values)
-        config.validate()
-        return config
+        """Build from a plain dict (the config.yaml section; an event as a mapping or a list); unknown keys are an error."""
+        return build_config(cls, values, "synth")
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         """Raise :class:`SafefakesError` on settings that cannot work."""

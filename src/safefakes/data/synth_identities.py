@@ -15,12 +15,13 @@ import csv
 import io
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_directory
 from safefakes.common.progress import progress
@@ -74,12 +75,7 @@ class SynthIdentitiesConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> SynthIdentitiesConfig:
         """Build from a plain dict; unknown keys are an error."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SafefakesError(f"SynthIdentitiesConfig: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return build_config(cls, values, "synth-identities")
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.identity_spread <= MAX_IDENTITY_SPREAD:

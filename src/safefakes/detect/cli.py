@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from safefakes.detect.hparams import load_hparams_argument
+from safefakes.common.config import parse_json_argument
 from safefakes.detect.registry import DETECTOR_SPECS
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -19,7 +19,7 @@ def _train(args: argparse.Namespace) -> int:
         wider_root=Path(args.wider_root),
         checkpoints_dir=Path(args.checkpoints),
         state_dir=Path(args.state_dir),
-        hparams=load_hparams_argument(args.hparams),
+        hparams=parse_json_argument(args.hparams, "--hparams"),
         checkpoint_iterations=tuple(args.iterations or ()),
         split=args.split,
         seed=args.seed,
@@ -43,7 +43,7 @@ def _detect_pretrained(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from safefakes.detect.predict import predict
 
-    overrides = load_hparams_argument(args.hparams)
+    overrides = parse_json_argument(args.hparams, "--hparams")
     # A whole hyper-parameter mapping (as the workflow passes it) contributes its predict section only.
     sections = {"model", "augment", "train", "predict"}
     predict_section = overrides.get("predict", {}) if sections & set(overrides) else overrides
@@ -58,7 +58,7 @@ def _hparams(args: argparse.Namespace) -> int:
     from safefakes.detect.hparams import resolve_hparams
     from safefakes.detect.registry import get_detector
 
-    resolved = resolve_hparams(get_detector(args.detector).paper_hparams, load_hparams_argument(args.hparams))
+    resolved = resolve_hparams(get_detector(args.detector).paper_hparams, parse_json_argument(args.hparams, "--hparams"))
     print(json.dumps(resolved, indent=2, sort_keys=True, default=list))
     return 0
 

@@ -8,12 +8,13 @@ result is resized to an ``output_size`` square, photometrically distorted and ra
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.detect.transforms import horizontal_flip
 
@@ -42,19 +43,16 @@ class DSFDAugmentConfig:
     hue_delta: float = 18.0  # degrees
     fill_rgb: tuple[int, int, int] = (124, 116, 104)  # ImageNet mean colour for padding outside the image
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> DSFDAugmentConfig:
-        """Build from a plain mapping; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SafefakesError(f"unknown DSFD augment setting(s): {', '.join(unknown)}")
-        config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-        if not 0 < config.ssd_crop_min_scale <= config.ssd_crop_max_scale <= 1:
+    def __post_init__(self) -> None:
+        if not 0 < self.ssd_crop_min_scale <= self.ssd_crop_max_scale <= 1:
             raise SafefakesError("need 0 < ssd_crop_min_scale <= ssd_crop_max_scale <= 1")
-        if config.output_size <= 0 or not config.anchor_scales:
+        if self.output_size <= 0 or not self.anchor_scales:
             raise SafefakesError("'output_size' must be positive and 'anchor_scales' non-empty")
-        return config
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> DSFDAugmentConfig:
+        """Build from a plain mapping; unknown keys are an error."""
+        return build_config(cls, values, "DSFD augment")
 
 
 @dataclass(frozen=True)

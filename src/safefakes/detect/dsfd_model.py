@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from torch import nn
 from torchvision.models.vgg import make_layers
 from torchvision.ops import batched_nms
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.weights import NO_PRETRAINED, Initialisation, resolve_pretrained
 from safefakes.detect.dsfd_anchors import decode_boxes, pyramid_anchors
@@ -69,17 +70,13 @@ class DSFDModelConfig:
     pre_nms_top_k: int = 5000  # top-5000 before NMS (DSFD Sec. 4.1)
     max_detections: int = 750  # top-750 after NMS (DSFD Sec. 4.1)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> DSFDModelConfig:
+    def from_dict(cls, values: Mapping[str, Any] | None) -> DSFDModelConfig:
         """Build from a plain mapping (e.g. the config.yaml section); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SafefakesError(f"unknown DSFD model setting(s): {', '.join(unknown)}")
-        converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        config = cls(**converted)
-        config.validate()
-        return config
+        return build_config(cls, values, "DSFD model")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-friendly mapping of every field."""

@@ -41,6 +41,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.weights import NO_PRETRAINED, Initialisation, resolve_pretrained
 from safefakes.detect.hparams import PredictConfig, TrainConfig
@@ -124,16 +125,7 @@ class FasterRcnnConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> FasterRcnnConfig:
         """Build from the ``model`` mapping (lists become tuples)."""
-        raw = dict(raw or {})
-        unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise SafefakesError(f"unknown key(s) in faster_rcnn model: {', '.join(unknown)}")
-        if "anchor_sizes" in raw:
-            raw["anchor_sizes"] = tuple(tuple(int(s) for s in level) for level in raw["anchor_sizes"])
-        for key in ("aspect_ratios", "image_mean", "image_std"):
-            if key in raw:
-                raw[key] = tuple(float(v) for v in raw[key])
-        return cls(**raw)
+        return build_config(cls, raw, "Faster R-CNN model")
 
 
 def pretrained_state(config: FasterRcnnConfig) -> tuple[dict[str, torch.Tensor], Initialisation]:

@@ -1,7 +1,8 @@
 """Typed hyper-parameters shared by every detector: the ``train`` and ``predict`` config sections.
 
-Each dataclass is built from the plain mapping the workflow passes as JSON (``from_dict``); unknown
-keys are refused so that a typo in ``config.yaml`` fails loudly instead of silently using a default.
+Each dataclass is built from the plain mapping the workflow passes as JSON (``from_dict``, with
+:func:`~safefakes.common.config.build_config`); unknown keys are refused so that a typo in
+``config.yaml`` fails loudly instead of silently using a default.
 Defaults are the paper's Faster R-CNN values (supplementary material, Sec. III-A) unless a comment
 says otherwise; DSFD and TinaFace override them through their ``paper_hparams``.
 """
@@ -9,30 +10,16 @@ says otherwise; DSFD and TinaFace override them through their ``paper_hparams``.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
-
-T = TypeVar("T")
 
 SCHEDULE_NAMES = ("step", "multistep", "cosine", "constant")
 OPTIMIZER_NAMES = ("sgd", "adamw")
-
-
-def _build(cls: type[T], raw: Mapping[str, Any] | None, section: str) -> T:
-    """Instantiate dataclass ``cls`` from ``raw``, refusing unknown keys (named with their ``section``)."""
-    raw = dict(raw or {})
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise SafefakesError(f"unknown key(s) in {section}: {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
-    return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -54,7 +41,7 @@ class OptimizerConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> OptimizerConfig:
         """Build from the ``train.optimizer`` mapping."""
-        return _build(cls, raw, "train.optimizer")
+        return build_config(cls, raw, "train.optimizer")
 
 
 @dataclass(frozen=True)
@@ -84,7 +71,7 @@ class ScheduleConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> ScheduleConfig:
         """Build from the ``train.schedule`` mapping."""
-        return _build(cls, raw, "train.schedule")
+        return build_config(cls, raw, "train.schedule")
 
     def step_length(self, iterations_per_epoch: int) -> int:
         """Iterations between two decays of the ``step`` schedule."""
@@ -132,11 +119,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> TrainConfig:
         """Build from the ``train`` mapping (nested ``optimizer`` and ``schedule`` mappings)."""
-        raw = dict(raw or {})
-        optimizer = OptimizerConfig.from_dict(raw.pop("optimizer", None))
-        schedule = ScheduleConfig.from_dict(raw.pop("schedule", None))
-        config = _build(cls, raw, "train")
-        return dataclasses.replace(config, optimizer=optimizer, schedule=schedule)
+        return build_config(cls, raw, "train")
 
     def iterations_per_epoch(self, dataset_size: int) -> int:
         """Iterations that see every training image once."""
@@ -174,7 +157,7 @@ class PredictConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> PredictConfig:
         """Build from the ``predict`` mapping."""
-        return _build(cls, raw, "predict")
+        return build_config(cls, raw, "predict")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,37 +169,6 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def load_hparams_argument(value: str | None) -> dict[str, Any]:
-    """Parse a ``--hparams`` argument: inline JSON, or the path of a JSON/YAML file; ``None`` gives ``{}``."""
-    if value is None or value.strip() == "":
-        return {}
-    text = value
-    stripped = value.lstrip()
-    if not stripped.startswith("{"):
-        path = Path(value)
-        if not path.is_file():
-            raise SafefakesError(f"--hparams is neither inline JSON nor an existing file: {value!r}")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            loaded = yaml.safe_load(text)
-            return _require_mapping(loaded, value)
-    try:
-        loaded = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SafefakesError(f"--hparams is not valid JSON ({error})") from None
-    return _require_mapping(loaded, value)
-
-
-def _require_mapping(loaded: Any, source: str) -> dict[str, Any]:
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise SafefakesError(f"--hparams must hold a mapping, got {type(loaded).__name__} from {source!r}")
-    return loaded
 
 
 HPARAM_SECTIONS = ("model", "augment", "train", "predict")

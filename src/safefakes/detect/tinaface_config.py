@@ -11,43 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-from safefakes.common.errors import SafefakesError
+from safefakes.common.config import build_config
 from safefakes.common.weights import NO_PRETRAINED
-
-ConfigT = TypeVar("ConfigT")
 
 #: ``model.pretrained`` values: torchvision's ImageNet ResNet-50 (vedadet ``torchvision://resnet50``) or random values.
 PRETRAINED_CHOICES = ("imagenet", NO_PRETRAINED)
 #: The stage depths and stem width of ResNet-50, the only backbone the ImageNet file fits.
 RESNET50_DEPTHS = (3, 4, 6, 3)
 RESNET50_BASE_CHANNELS = 64
-
-
-def config_from_dict(cls: type[ConfigT], values: Mapping[str, Any] | None, *, section: str) -> ConfigT:
-    """Build the dataclass ``cls`` from ``values``; missing keys keep their defaults.
-
-    Unknown keys are errors. JSON lists become tuples where the field is a tuple and mappings become nested
-    configs, so a config parsed from YAML/JSON equals the default.
-    """
-    fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values = dict(values or {})
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise SafefakesError(f"unknown TinaFace {section} setting(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
-    hints = typing.get_type_hints(cls)
-    for name, value in values.items():
-        if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
-            values[name] = tuple(value)
-        elif isinstance(value, Mapping) and dataclasses.is_dataclass(hints[name]):
-            values[name] = config_from_dict(hints[name], value, section=f"{section}.{name}")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as error:
-        raise SafefakesError(f"invalid TinaFace {section} settings: {error}") from None
 
 
 def plain_dict(config: Any) -> dict[str, Any]:
@@ -105,7 +79,7 @@ class TinaFaceInferenceConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TinaFaceInferenceConfig:
         """Build from a mapping of these settings (unknown keys are errors)."""
-        return config_from_dict(cls, values, section="model.inference")
+        return build_config(cls, values, "TinaFace model.inference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +161,7 @@ class TinaFaceModelConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TinaFaceModelConfig:
         """Build from the ``model`` mapping of the config (unknown keys are errors)."""
-        return config_from_dict(cls, values, section="model")
+        return build_config(cls, values, "TinaFace model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,4 +188,4 @@ class TinaFaceAugmentConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> TinaFaceAugmentConfig:
         """Build from the ``augment`` mapping (unknown keys are errors)."""
-        return config_from_dict(cls, values, section="augment")
+        return build_config(cls, values, "TinaFace augment")

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from safefakes.common.errors import SafefakesError
+from safefakes.common.config import build_config
 
 #: One augmentation step: ``(image, boxes, rng) -> (image, boxes)``.
 Step = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -184,15 +184,7 @@ class SsdStyleAugmentConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> SsdStyleAugmentConfig:
         """Build from an ``augment`` mapping; list values become tuples."""
-        raw = dict(raw or {})
-        known = {name for name in cls.__dataclass_fields__}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise SafefakesError(f"unknown key(s) in augment: {', '.join(unknown)}")
-        for key in ("contrast_range", "saturation_range", "fill_rgb"):
-            if key in raw:
-                raw[key] = tuple(float(v) for v in raw[key])
-        return cls(**raw)
+        return build_config(cls, raw, "augment")
 
 
 def build_ssd_style_transform(config: SsdStyleAugmentConfig) -> Step:

@@ -8,6 +8,7 @@ import logging
 import time
 from pathlib import Path
 
+from safefakes.common.config import parse_json_argument
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_json, atomic_write_text
 
@@ -38,25 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the AP JSON to FILE")
     parser.add_argument("--curves", type=Path, metavar="CSV", help="write the PR curves (setting, threshold, precision, recall)")
     parser.add_argument(
-        "--config",
+        "--config-json",
         metavar="JSON",
-        help='evaluation settings as JSON, e.g. \'{"iou_threshold": 0.5, "num_thresholds": 1000}\' (defaults: the official ones)',
+        help='evaluation settings as a JSON object, inline or a JSON/YAML file, e.g. \'{"iou_threshold": 0.5, "num_thresholds": 1000}\' '
+        "(defaults: the official ones)",
     )
     parser.set_defaults(func=run_evaluate)
-
-
-def _parse_config(text: str | None):
-    from safefakes.evaluate.wider_eval import EvaluationConfig
-
-    if not text:
-        return EvaluationConfig()
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SafefakesError(f"--config is not valid JSON: {error}") from None
-    if not isinstance(values, dict):
-        raise SafefakesError("--config must be a JSON object")
-    return EvaluationConfig.from_dict(values)
 
 
 def present_images(root: Path, split: str = "val") -> list[tuple[str, str]]:
@@ -75,9 +63,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """``safefakes evaluate``: read the ground truth and predictions, evaluate, print and write the results."""
     from safefakes.data.ground_truth import load_ground_truth
     from safefakes.data.predictions import read_prediction_metadata, read_predictions
-    from safefakes.evaluate.wider_eval import evaluate
+    from safefakes.evaluate.wider_eval import EvaluationConfig, evaluate
 
-    config = _parse_config(args.config)
+    config = EvaluationConfig.from_dict(parse_json_argument(args.config_json, "--config-json"))
     ground_truth = load_ground_truth(args.gt)
     if args.images_of:
         ground_truth = ground_truth.subset(present_images(args.images_of))

@@ -8,13 +8,14 @@ about 0.6 in Euclidean distance (the ``face_recognition`` default tolerance).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.weights import dlib_model_file
 from safefakes.data.identities import Box
@@ -34,24 +35,15 @@ class DescriptorConfig:
     max_image_side: int = 800  # images are downscaled so their longer side is at most this (detection cost)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> DescriptorConfig:
+    def from_dict(cls, values: Mapping[str, Any] | None) -> DescriptorConfig:
         """Build from a plain dict (the config.yaml section); unknown keys are an error."""
-        return _dataclass_from_dict(cls, values)
+        return build_config(cls, values, "descriptor")
 
     def __post_init__(self) -> None:
         if self.detector not in DETECTORS:
             raise SafefakesError(f"unknown face detector {self.detector!r}; expected one of {', '.join(DETECTORS)}")
         if self.upsample < 0 or self.num_jitters < 1 or self.max_image_side < 32:
             raise SafefakesError("descriptor config: upsample >= 0, num_jitters >= 1, max_image_side >= 32 required")
-
-
-def _dataclass_from_dict(cls: type, values: dict[str, Any] | None) -> Any:
-    values = dict(values or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise SafefakesError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**values)
 
 
 class FaceDescriptorModel:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,13 @@ import numpy as np
 import scipy.linalg
 from skimage.metrics import structural_similarity
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
 from safefakes.common.weights import METRIC_WEIGHTS, metric_weights_status, require_weight
 from safefakes.data.wider import FaceBox, ImageAnnotation, WiderLayout, load_split
 from safefakes.evaluate import DEFAULT_SAMPLE_SEED
-from safefakes.evaluate.face_descriptors import DescriptorConfig, FaceDescriptorModel, _dataclass_from_dict
+from safefakes.evaluate.face_descriptors import DescriptorConfig, FaceDescriptorModel
 
 ALL_METRICS = ("l1", "l2", "ssim", "fid_face", "lpips", "fid")
 #: Metrics whose names in the output need a label so nobody mistakes them for the paper's metric.
@@ -56,12 +57,9 @@ class MetricsConfig:
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> MetricsConfig:
+    def from_dict(cls, values: Mapping[str, Any] | None) -> MetricsConfig:
         """Build from a plain dict; ``descriptor`` may be a nested dict."""
-        values = dict(values or {})
-        if isinstance(values.get("descriptor"), dict):
-            values["descriptor"] = DescriptorConfig.from_dict(values["descriptor"])
-        return _dataclass_from_dict(cls, values)
+        return build_config(cls, values, "metrics")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ summaries into one table; ``plot-det`` draws one scenario's DET curves from the 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-from safefakes.common.errors import SafefakesError
+from safefakes.common.config import parse_json_argument
 from safefakes.common.io import atomic_write_json
 from safefakes.common.weights import WEIGHT_FILES, fetch_weights
 from safefakes.evaluate import DEFAULT_SAMPLE_SEED, NO_ANONYMIZATION, SCENARIOS
@@ -33,20 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_reid(subparsers)
     _register_reid_gather(subparsers)
     _register_fetch_weights(subparsers)
-
-
-def _config_json(text: str | None) -> dict[str, Any]:
-    """A JSON object given inline or as ``@path``."""
-    if not text:
-        return {}
-    raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise SafefakesError(f"--config is not valid JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise SafefakesError("--config must be a JSON object")
-    return value
 
 
 def _comma_list(text: str | None) -> list[str] | None:
@@ -66,7 +51,7 @@ def _register_metrics(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-faces", type=int, help="measure this many faces, drawn at random from the split's usable faces (a quick estimate)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SAMPLE_SEED, help="seed of the --max-faces draw (same seed, same faces)")
     parser.add_argument("--weights-dir", type=Path, help="folder holding LPIPS/FID weight files")
-    parser.add_argument("--config", help="MetricsConfig as a JSON object, or @file.json")
+    parser.add_argument("--config-json", metavar="JSON", help="MetricsConfig settings as a JSON object, inline or a JSON/YAML file")
     parser.set_defaults(func=_run_metrics)
 
 
@@ -78,7 +63,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
         args.anonymized,
         args.split,
         _comma_list(args.metrics),
-        MetricsConfig.from_dict(_config_json(args.config)),
+        MetricsConfig.from_dict(parse_json_argument(args.config_json, "--config-json")),
         args.max_faces,
         args.weights_dir,
         args.seed,
@@ -154,7 +139,7 @@ def _register_reid(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", type=Path, metavar="FILE", help="generator checkpoint of a GAN method")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of naive,reverse,parrot")
     parser.add_argument("--threshold", type=float, help="distance threshold for FMR/FNMR (default 0.6)")
-    parser.add_argument("--config", help="ReidConfig as a JSON object, or @file.json")
+    parser.add_argument("--config-json", metavar="JSON", help="ReidConfig settings as a JSON object, inline or a JSON/YAML file")
     parser.add_argument("--out-csv", required=True, type=Path, help="summary: one row per scenario")
     parser.add_argument("--out-scores", required=True, type=Path, help="every comparison's distance (CSV)")
     parser.add_argument("--out-acquisition", type=Path, help="per photo: was a face found on the original / anonymized image")
@@ -164,7 +149,7 @@ def _register_reid(subparsers: argparse._SubParsersAction) -> None:
 def _run_reid(args: argparse.Namespace) -> int:
     from safefakes.evaluate import reid
 
-    values = _config_json(args.config)
+    values = parse_json_argument(args.config_json, "--config-json")
     values["scenarios"] = _comma_list(args.scenarios) or list(reid.SCENARIOS)
     if args.threshold is not None:
         values["threshold"] = args.threshold

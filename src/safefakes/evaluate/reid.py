@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.io import atomic_write_text
 from safefakes.common.progress import progress
@@ -38,7 +39,6 @@ from safefakes.evaluate.face_descriptors import (
     Box,
     DescriptorConfig,
     FaceDescriptorModel,
-    _dataclass_from_dict,
     downscale_to_max_side,
     euclidean_distances,
 )
@@ -69,14 +69,9 @@ class ReidConfig:
     descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> ReidConfig:
+    def from_dict(cls, values: Mapping[str, Any] | None) -> ReidConfig:
         """Build from a plain dict; ``descriptor`` may be a nested dict, ``scenarios`` a list."""
-        values = dict(values or {})
-        if isinstance(values.get("descriptor"), dict):
-            values["descriptor"] = DescriptorConfig.from_dict(values["descriptor"])
-        if "scenarios" in values:
-            values["scenarios"] = tuple(values["scenarios"])
-        return _dataclass_from_dict(cls, values)
+        return build_config(cls, values, "reid")
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.scenarios if s not in SCENARIOS]

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.data.ground_truth import GroundTruth
 from safefakes.data.predictions import ImagePredictions, Predictions
@@ -42,22 +43,18 @@ class EvaluationConfig:
     #: ``thresh_num = 1000`` in evaluation.m: score thresholds 1 - k/1000, k = 1..1000.
     num_thresholds: int = 1000
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> EvaluationConfig:
-        """Build from a plain dict (e.g. the config.yaml section); unknown keys are an error."""
-        values = dict(values or {})
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SafefakesError(f"unknown evaluation setting(s): {', '.join(unknown)}; expected {', '.join(sorted(known))}")
-        iou_threshold = values.get("iou_threshold", cls.iou_threshold)
-        num_thresholds = values.get("num_thresholds", cls.num_thresholds)
+    def __post_init__(self) -> None:
+        iou_threshold, num_thresholds = self.iou_threshold, self.num_thresholds
         if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)) or not 0.0 < iou_threshold <= 1.0:
             raise SafefakesError(f"iou_threshold must be a number in (0, 1], got {iou_threshold!r}")
         if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or num_thresholds < 1:
             raise SafefakesError(f"num_thresholds must be a positive whole number, got {num_thresholds!r}")
-        config = cls(iou_threshold=float(iou_threshold), num_thresholds=num_thresholds)
-        return config
+        object.__setattr__(self, "iou_threshold", float(iou_threshold))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> EvaluationConfig:
+        """Build from a plain dict (e.g. the config.yaml section); unknown keys are an error."""
+        return build_config(cls, values, "evaluation")
 
     def thresholds(self) -> np.ndarray:
         """The score thresholds in evaluation order: ``1 - k / num_thresholds`` for k = 1..num_thresholds."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -23,9 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from safefakes.anonymize.base import MethodConfig, require
+from safefakes.anonymize.base import MethodConfig, convert_parameter, require
 from safefakes.anonymize.gan.crops import FaceCrop
 from safefakes.anonymize.gan.cropsets import CropSelection, CropSet
+from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 
 #: Which landmarks a GAN is conditioned on: DeepPrivacy's 7 sparse keypoints or dlib's 68 landmarks.
@@ -85,14 +85,9 @@ class SectionedHparams:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> Any:
-        """Build every section from ``values`` (the config.yaml section passed as JSON); unknown sections are an error."""
-        values = dict(values or {})
-        names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise SafefakesError(f"unknown hyper-parameter section(s) {', '.join(unknown)}; expected {', '.join(names)}")
-        types = typing.get_type_hints(cls)
-        return cls(**{name: types[name].from_dict(values.get(name)) for name in names})
+        """Build every section from ``values`` (the config.yaml section passed as JSON; a section left out keeps its
+        defaults); unknown sections and keys are an error."""
+        return build_config(cls, values, "hparams", convert_value=convert_parameter)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping of every resolved value (stored in checkpoints)."""
