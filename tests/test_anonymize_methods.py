@@ -78,6 +78,50 @@ def test_every_method_is_a_face_anonymizer_with_strength(method: str) -> None:
         assert anonymizer.config.to_dict()[spec.config_class.STRENGTH_FIELD] == 3
 
 
+#: Strength sweeps from weak to strong. Pixelation's strength is its grid size k, where a smaller k is stronger.
+STRENGTH_SWEEPS = {
+    "blur": [3, 9, 25, 45],
+    "fullblur": [3, 9, 18, 35],
+    "pixelate": [32, 16, 8, 4],
+    "blackout": [25, 50, 75, 100],
+    "heavyblur": [10, 30, 60, 90],
+    "gaussian9": [3, 9, 15, 27],
+    "noise": [10, 30, 60, 90],
+    "eyes": [10, 25, 50, 100],
+}
+#: Each stronger setting moves the image at least this much further from the original (ratio of distances).
+MIN_STRENGTH_STEP = 1.05
+
+
+def structured_image() -> np.ndarray:
+    """Coarse, medium and fine structure together, so blurs of every size remove something more."""
+    rng = np.random.default_rng(0)
+    coarse = cv2.resize(rng.integers(0, 256, (6, 8, 3)).astype(np.uint8), (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
+    medium = cv2.resize(rng.integers(0, 256, (24, 32, 3)).astype(np.uint8), (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR)
+    fine = rng.integers(0, 256, (HEIGHT, WIDTH, 3))
+    return np.clip(0.5 * coarse + 0.3 * medium + 0.2 * fine, 0, 255).astype(np.uint8)
+
+
+def test_every_conventional_method_with_a_strength_has_a_sweep() -> None:
+    with_strength = {m for m in method_names() if get_anonymizer_spec(m).config_class.STRENGTH_FIELD is not None}
+    assert with_strength == set(STRENGTH_SWEEPS)
+
+
+@pytest.mark.parametrize("method", sorted(STRENGTH_SWEEPS))
+def test_a_stronger_setting_moves_the_image_further_from_the_original(method: str) -> None:
+    image = structured_image()
+    face = FaceBox(24, 12, 96, 96)
+    distances = []
+    for strength in STRENGTH_SWEEPS[method]:
+        out, outcomes = run(method, image, faces=[face], strength=strength)
+        assert outcomes[0].anonymized
+        distances.append(float(np.abs(out.astype(np.float64) - image).mean()))
+    steps = [after / before for before, after in zip(distances, distances[1:])]
+    assert distances[0] > 1.0 and all(step >= MIN_STRENGTH_STEP for step in steps), (
+        f"{method}: distances {np.round(distances, 2)} for {STRENGTH_SWEEPS[method]}"
+    )
+
+
 def test_min_face_size_skips_small_faces() -> None:
     image = textured_image()
     out, outcomes = run("blackout", image, min_face_size="10")
@@ -202,7 +246,7 @@ def test_original_changes_nothing() -> None:
 @pytest.mark.parametrize(
     ("method", "params", "message"),
     [
-        ("blur", {"kernal": "25"}, "unknown parameter"),
+        ("blur", {"kernal": "25"}, r"unknown BlurConfig setting\(s\): kernal"),
         ("blur", {"kernel": "abc"}, "expected int"),
         ("blur", {"kernel": 2.5}, "expected int"),
         ("blur", {"kernel": "0"}, "kernel must be >= 1"),

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from safefakes.common.config import parse_json_argument
 from safefakes.common.errors import SafefakesError
 from safefakes.detect import transforms as T
 from safefakes.detect.data import StreamBatchSampler, WiderFaceDataset, epoch_permutation
-from safefakes.detect.hparams import PredictConfig, ScheduleConfig, TrainConfig, load_hparams_argument, resolve_hparams
+from safefakes.detect.hparams import PredictConfig, ScheduleConfig, TrainConfig, resolve_hparams
 from safefakes.detect.train import LearningRateFactor
 
 
@@ -58,13 +60,170 @@ def test_photometric_distortion_is_seeded() -> None:
     assert first.dtype == np.uint8 and first.shape == image.shape
 
 
-def test_ssd_style_pipeline_is_deterministic_per_seed() -> None:
-    transform = T.build_ssd_style_transform(T.SsdStyleAugmentConfig(output_size=64))
+#: Each part of the photometric distortion applies with probability 1/2: over 40 seeds it must change the
+#: image for some seeds and leave it as it is for others (bounds far from 0 and 40, fixed seeds).
+PHOTOMETRIC_SEEDS = range(40)
+#: A changed image differs from its input by more than this mean absolute difference (grey levels).
+CHANGED_TOLERANCE = 2.0
+ONLY = {"brightness_delta": 0.0, "contrast_range": (1.0, 1.0), "saturation_range": (1.0, 1.0), "hue_delta": 0.0}
+
+
+def _colourful_image() -> np.ndarray:
+    """Saturated, mid-bright colours (no channel near 0 or 255, so jitter is not hidden by clipping)."""
+    rng = np.random.default_rng(11)
+    return rng.integers(60, 196, (40, 50, 3), dtype=np.uint8)
+
+
+def _hsv(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)  # H in degrees, S and V in [0, 1]
+
+
+def test_photometric_distortion_changes_the_image_for_most_seeds() -> None:
+    """With every part possible, only the seeds that draw none of the four parts (1 in 16) leave the image as it is."""
+    image = _colourful_image()
+    differences = [np.abs(T.photometric_distortion(image, np.random.default_rng(seed)).astype(float) - image).mean() for seed in PHOTOMETRIC_SEEDS]
+    changed = sum(d > CHANGED_TOLERANCE for d in differences)
+    assert changed >= 30, f"only {changed} of 40 seeds changed the image by more than {CHANGED_TOLERANCE} grey levels: {np.round(differences, 2)}"
+    assert max(differences) > 15  # a full-range draw (32 brightness, 1.5 contrast, 18 degree hue) is far from subtle
+
+
+def test_photometric_brightness_shift_stays_within_its_delta() -> None:
+    image = np.full((8, 8, 3), 128, np.uint8)
+    shifts = []
+    for seed in PHOTOMETRIC_SEEDS:
+        out = T.photometric_distortion(image, np.random.default_rng(seed), **{**ONLY, "brightness_delta": 32.0})
+        assert len(np.unique(out)) == 1, "a brightness shift adds the same value to every pixel and channel"
+        shifts.append(int(out[0, 0, 0]) - 128)
+    assert all(abs(shift) <= 32 for shift in shifts)
+    applied = [shift for shift in shifts if abs(shift) > CHANGED_TOLERANCE]
+    assert 8 <= len(applied) <= 32 and max(applied) > 10 and min(applied) < -10  # about half the seeds, both signs
+
+
+def test_photometric_contrast_scale_stays_within_its_range() -> None:
+    image = np.full((8, 8, 3), 100, np.uint8)
+    factors = []
+    for seed in PHOTOMETRIC_SEEDS:
+        out = T.photometric_distortion(image, np.random.default_rng(seed), **{**ONLY, "contrast_range": (0.5, 1.5)})
+        assert len(np.unique(out)) == 1
+        factors.append(out[0, 0, 0] / 100.0)
+    assert all(0.5 - 0.006 <= f <= 1.5 + 0.006 for f in factors)  # 100 * factor rounded to a grey level
+    applied = [f for f in factors if abs(f - 1) > 0.03]
+    assert 8 <= len(applied) <= 32 and max(applied) > 1.1 and min(applied) < 0.9
+
+
+def test_photometric_saturation_and_hue_stay_within_their_ranges() -> None:
+    image = _colourful_image()
+    before = _hsv(image)
+    saturated = 0
+    for seed in PHOTOMETRIC_SEEDS:
+        out = T.photometric_distortion(image, np.random.default_rng(seed), **{**ONLY, "saturation_range": (0.5, 1.5)})
+        after = _hsv(out)
+        ratio = np.median(after[..., 1] / before[..., 1])
+        assert 0.5 - 0.02 <= ratio <= 1.5 + 0.02
+        assert np.abs(after[..., 2] - before[..., 2]).max() <= 1.5 / 255  # saturation leaves the value channel alone
+        saturated += abs(ratio - 1) > 0.05
+    assert 8 <= saturated <= 32
+    rotated = 0
+    for seed in PHOTOMETRIC_SEEDS:
+        out = T.photometric_distortion(image, np.random.default_rng(seed), **{**ONLY, "hue_delta": 18.0})
+        after = _hsv(out)
+        shift = np.median((after[..., 0] - before[..., 0] + 180.0) % 360.0 - 180.0)
+        assert abs(shift) <= 18.0 + 1.0  # rounding to 8 bits moves hue by well under a degree at these saturations
+        rotated += abs(shift) > 2.0
+    assert 8 <= rotated <= 32
+
+
+# The Faster R-CNN training augmentation is the SSD/DSFD-style pipeline; both entry points are checked.
+FACE_RGB = np.array([250, 20, 230], np.uint8)  # a colour the noise background hardly ever comes near
+FACE_BOXES = np.array([[30, 40, 90, 100], [150, 60, 200, 110], [240, 150, 300, 215]], np.float32)
+
+
+def _painted_faces(seed: int = 0) -> np.ndarray:
+    """Random noise with a solid ``FACE_RGB`` square at each of ``FACE_BOXES``."""
+    image = np.random.default_rng(seed).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    for x1, y1, x2, y2 in FACE_BOXES.astype(int):
+        image[y1:y2, x1:x2] = FACE_RGB
+    return image
+
+
+def _ssd_transform(augment: dict) -> T.Step:
+    return T.build_ssd_style_transform(T.SsdStyleAugmentConfig.from_dict(augment))
+
+
+def _faster_rcnn_transform(augment: dict) -> T.Step:
+    from safefakes.detect import faster_rcnn
+
+    return faster_rcnn.SPEC.build_train_transform(augment)
+
+
+def _inner(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The pixels of ``box`` one pixel in from its (interpolated) border, as ``(N, 3)``."""
+    x1, y1, x2, y2 = box
+    return image[int(np.ceil(y1)) + 1 : int(np.floor(y2)) - 1, int(np.ceil(x1)) + 1 : int(np.floor(x2)) - 1].reshape(-1, 3)
+
+
+@pytest.mark.parametrize("build", [_ssd_transform, _faster_rcnn_transform], ids=["ssd_style", "faster_rcnn"])
+def test_ssd_style_pipeline_is_deterministic_per_seed(build) -> None:
+    transform = build({"output_size": 64})
     boxes = np.array([[10, 10, 40, 40], [50, 20, 70, 45]], np.float32)
     outputs = [transform(_image(), boxes, np.random.default_rng(seed)) for seed in (3, 3, 4)]
     assert np.array_equal(outputs[0][0], outputs[1][0]) and np.array_equal(outputs[0][1], outputs[1][1])
     assert all(o[0].shape == (64, 64, 3) for o in outputs)
     assert all(((o[1] >= 0) & (o[1] <= 64)).all() for o in outputs)
+    # Different seeds give different samples: every one of ten images differs, and so do the boxes.
+    samples = [transform(_image(), boxes, np.random.default_rng(seed)) for seed in range(10)]
+    assert len({image.tobytes() for image, _ in samples}) == 10
+    assert len({kept.tobytes() for _, kept in samples}) >= 8
+
+
+@pytest.mark.parametrize("build", [_ssd_transform, _faster_rcnn_transform], ids=["ssd_style", "faster_rcnn"])
+def test_ssd_style_boxes_stay_on_the_painted_faces(build) -> None:
+    """Geometry only (no colour jitter): inside every output box the pixels are the face colour, and with every
+    face kept, no face-coloured pixel lies outside the boxes."""
+    image = _painted_faces()
+    transform = build({"output_size": 96, "photometric_probability": 0.0})
+    checked, scales = 0, set()
+    for seed in range(30):
+        out, kept = transform(image, FACE_BOXES, np.random.default_rng(seed))
+        assert out.shape == (96, 96, 3) and 1 <= len(kept) <= len(FACE_BOXES)
+        face_like = np.abs(out.astype(int) - FACE_RGB).max(axis=2) <= 12
+        covered = np.zeros(out.shape[:2], bool)
+        for box in kept:
+            x1, y1, x2, y2 = box
+            covered[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))] = True
+            scales.add(round(float(x2 - x1), 1))
+            inner = _inner(out, box)
+            if len(inner) == 0:
+                continue
+            checked += 1
+            on_face = (np.abs(inner.astype(int) - FACE_RGB).max(axis=1) <= 12).mean()
+            assert on_face >= 0.9, f"seed {seed}: box {box.round(1).tolist()} holds only {on_face:.0%} face pixels"
+        if len(kept) == len(FACE_BOXES):  # outside the boxes only the 1-pixel resampling fringe may look like a face
+            assert (face_like & ~covered).sum() <= 4 * 96, f"seed {seed}: face pixels outside every box"
+    assert checked >= 40 and len(scales) >= 10  # many boxes checked, at many zooms
+
+
+@pytest.mark.parametrize("build", [_ssd_transform, _faster_rcnn_transform], ids=["ssd_style", "faster_rcnn"])
+def test_ssd_style_boxes_stay_on_the_faces_with_colour_jitter(build) -> None:
+    """The full pipeline recolours the face, but a per-pixel colour change keeps a solid square solid: inside each
+    box the pixels stay uniform, on a noise background that is anything but, and are not the zoom-out fill."""
+    image = _painted_faces()
+    transform = build({"output_size": 96})
+    fill = np.round(T.SsdStyleAugmentConfig().fill_rgb).astype(int)
+    checked = recoloured = 0
+    for seed in range(30):
+        out, kept = transform(image, FACE_BOXES, np.random.default_rng(seed))
+        assert out.reshape(-1, 3).std(axis=0).mean() > 5  # not one solid colour (much of it may be zoom-out fill)
+        for box in kept:
+            inner = _inner(out, box).astype(int)
+            if len(inner) == 0:
+                continue
+            checked += 1
+            centre = np.median(inner, axis=0)
+            assert (np.abs(inner - centre).max(axis=1) <= 6).mean() >= 0.9, f"seed {seed}: box {box.round(1).tolist()} is not on a solid face"
+            assert np.abs(centre - fill).max() > 6, f"seed {seed}: box {box.round(1).tolist()} lies on the zoom-out fill"
+            recoloured += np.abs(centre - FACE_RGB).max() > 6
+    assert checked >= 40 and recoloured >= checked // 2  # the faces were recoloured, and the boxes followed them
 
 
 def test_hparams_sections_refuse_typos_and_merge_over_paper_values() -> None:
@@ -80,14 +239,14 @@ def test_hparams_sections_refuse_typos_and_merge_over_paper_values() -> None:
 
 
 def test_hparams_argument_accepts_inline_json_and_files(tmp_path: Path) -> None:
-    assert load_hparams_argument('{"train": {"batch_size": 2}}') == {"train": {"batch_size": 2}}
+    assert parse_json_argument('{"train": {"batch_size": 2}}', "--hparams") == {"train": {"batch_size": 2}}
     path = tmp_path / "h.yaml"
     path.write_text("predict:\n  flip: true\n")
-    assert load_hparams_argument(str(path)) == {"predict": {"flip": True}}
-    with pytest.raises(SafefakesError):
-        load_hparams_argument("{not json")
-    with pytest.raises(SafefakesError):
-        load_hparams_argument(str(tmp_path / "missing.json"))
+    assert parse_json_argument(str(path), "--hparams") == {"predict": {"flip": True}}
+    with pytest.raises(SafefakesError, match="--hparams"):
+        parse_json_argument("{not json", "--hparams")
+    with pytest.raises(SafefakesError, match="--hparams"):
+        parse_json_argument(str(tmp_path / "missing.json"), "--hparams")
 
 
 def test_step_schedule_decays_every_three_epochs_with_warmup() -> None:

@@ -57,13 +57,13 @@ def test_cli_prints_json_last_and_writes_outputs(small_benchmark, tmp_path: Path
 
 def test_cli_config_and_errors(small_benchmark, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     gt_dir, pred_dir = small_benchmark
-    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--config", '{"iou_threshold": 0.99}']) == 0
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--config-json", '{"iou_threshold": 0.99}']) == 0
     strict = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert strict["easy"] < 1.0
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(tmp_path / "missing")]) == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert error[-1].startswith("error: ground-truth file not found")
-    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--config", '{"iou": 1}']) == 1
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--config-json", '{"iou": 1}']) == 1
     assert "unknown evaluation setting" in capsys.readouterr().err
     (pred_dir / "0--Parade" / "b.txt").write_text("b.jpg\n1\n1 2 3\n")
     assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir)]) == 1
@@ -81,3 +81,34 @@ def test_plot_several_methods(tmp_path: Path) -> None:
         frames[label] = pd.concat(rows, ignore_index=True)
     plot_pr_curves(frames, tmp_path / "pr.png", title="test")
     assert (tmp_path / "pr.png").stat().st_size > 10_000
+
+
+def test_cli_ap_matches_a_hand_computed_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One image, three faces: a 40 px face counted in every setting, a 20 px face counted from medium on, and a
+    10 px face counted only in hard. Detections, best score first: a hit on the 40 px face, a false positive, a
+    hit on the 20 px face; the 10 px face is missed.
+
+    Scores 0.9, 0.5, 0.1 normalize to 1, 0.5, 0; the thresholds 1 - k/1000 (k = 1..1000) take the detections in
+    that order, so the PR points are (recall, precision):
+      easy   (1 face; the hit on the medium face is no proposal): (1, 1), (1, 1/2)         -> AP = 1
+      medium (2 faces): (1/2, 1), (1/2, 1/2), (1, 2/3)          -> AP = 1/2 * 1 + 1/2 * 2/3 = 5/6
+      hard   (3 faces): (1/3, 1), (1/3, 1/2), (2/3, 2/3)        -> AP = 1/3 * 1 + 1/3 * 2/3 = 5/9
+    (VOC AP: precision made monotone from the right, summed over the recall steps; recall never reaches 1 in hard.)
+    """
+    faces = [FaceBox(20, 20, 40, 40), FaceBox(120, 30, 20, 20), FaceBox(200, 150, 10, 10)]
+    gt_dir, pred_dir, out = tmp_path / "gt", tmp_path / "pred", tmp_path / "ap.json"
+    write_ground_truth(gt_dir, [ImageAnnotation("0--Parade/a.jpg", faces)], {"easy": [[0]], "medium": [[0, 1]], "hard": [[0, 1, 2]]})
+    detections = np.array([[20, 20, 40, 40], [300, 200, 30, 30], [120, 30, 20, 20]])
+    write_predictions(pred_dir, "0--Parade/a.jpg", detections, np.array([0.9, 0.5, 0.1]))
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == json.loads(out.read_text())
+    assert printed["easy"] == pytest.approx(1.0, abs=1e-12)
+    assert printed["medium"] == pytest.approx(5 / 6, abs=1e-12)
+    assert printed["hard"] == pytest.approx(5 / 9, abs=1e-12)
+    # Ranking the false positive first costs precision at the top of every setting: easy drops to 1/2.
+    write_predictions(pred_dir, "0--Parade/a.jpg", detections, np.array([0.5, 0.9, 0.1]))
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir)]) == 0
+    swapped = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # easy: (1, 1/2) -> 1/2; medium: (1/2, 1/2), (1, 2/3) -> 2/3; hard: (1/3, 1/2), (2/3, 2/3) -> 1/3 * 2/3 * 2 = 4/9
+    assert swapped == pytest.approx({"easy": 1 / 2, "medium": 2 / 3, "hard": 4 / 9}, abs=1e-12)

@@ -94,6 +94,67 @@ def test_mtcnn_source_when_installed() -> None:
     assert found == [None]  # a flat grey image has no face; a found face would be a (7, 3) array with ears/shoulders absent
 
 
+#: dlib's example portrait (PASCAL VOC) and its two annotated faces (dlib_faces/training.xml), upper face first.
+PORTRAIT = "2008_001009.jpg"
+PORTRAIT_FACES = [FaceBox(145, 79, 76, 76), FaceBox(125, 214, 90, 91)]
+BACKGROUND = FaceBox(5, 400, 60, 60)  # the portrait's dark bottom-left corner, no face
+#: MTCNN's points against dlib's annotated eye centres and nose tip, as a share of the box width (measured over
+#: dlib's 43 annotated faces: median 0.05, worst 0.10).
+MAX_MTCNN_POINT_ERROR = 0.15
+
+
+def _dlib_faces_with_landmarks(folder: Path) -> list[tuple[str, list[FaceBox], list[np.ndarray]]]:
+    """(image file, boxes, (68, 2) points per box) from dlib's annotated example faces."""
+    import xml.etree.ElementTree as ET
+
+    images = []
+    for name in ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml"):
+        for image in ET.parse(folder / name).getroot().iter("image"):
+            boxes, points = [], []
+            for box in image.iter("box"):
+                boxes.append(FaceBox(int(box.get("left")), int(box.get("top")), int(box.get("width")), int(box.get("height"))))
+                parts = sorted(box.iter("part"), key=lambda part: int(part.get("name")))
+                points.append(np.array([[float(part.get("x")), float(part.get("y"))] for part in parts]))
+            images.append((image.get("file"), boxes, points))
+    return images
+
+
+def _annotated_nose_and_eyes(points68: np.ndarray) -> np.ndarray:
+    """Nose tip and the person's left and right eye centres (iBUG 68: 30, 42-47 on the image right, 36-41), in KEYPOINTS_7 order."""
+    return np.stack([points68[30], points68[42:48].mean(axis=0), points68[36:42].mean(axis=0)])
+
+
+def _iou(a: FaceBox, box: np.ndarray) -> float:
+    x1, y1, x2, y2 = max(a.x, box[0]), max(a.y, box[1]), min(a.x + a.w, box[2]), min(a.y + a.h, box[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter / (a.w * a.h + (box[2] - box[0]) * (box[3] - box[1]) - inter)
+
+
+def test_mtcnn_finds_the_faces_of_a_real_portrait(shared_data: Path) -> None:
+    pytest.importorskip("facenet_pytorch")
+    folder = shared_data / "dlib_faces"
+    image = cv2.imread(str(folder / PORTRAIT))
+    assert image is not None, f"cannot read {folder / PORTRAIT}"
+    source = build_keypoint_source("mtcnn")
+    # The detector itself, on the whole picture: one confident box on each annotated face.
+    boxes, probs = source.detector.detect(np.ascontiguousarray(image[:, :, ::-1]))
+    assert boxes is not None and len(boxes) == len(PORTRAIT_FACES) and (probs > 0.9).all()
+    for face in PORTRAIT_FACES:
+        assert max(_iou(face, box) for box in boxes) >= 0.5, f"no MTCNN box on {face}"
+    # The keypoint source: nose and eyes inside each annotated box, at dlib's points, ears and shoulders absent.
+    (_, annotated_boxes, annotated_points) = next(entry for entry in _dlib_faces_with_landmarks(folder) if entry[0] == PORTRAIT)
+    assert annotated_boxes == PORTRAIT_FACES
+    found = source.detect(image, [*PORTRAIT_FACES, BACKGROUND])
+    assert found[-1] is None, "a keypoint set was found on the faceless background"
+    for face, points68, keypoints in zip(PORTRAIT_FACES, annotated_points, found):
+        assert keypoints is not None and keypoints.shape == (7, 3) and keypoints[:, 2].tolist() == [1, 1, 1, 0, 0, 0, 0]
+        nose, left_eye, right_eye = keypoints[:3, :2]
+        assert all(face.x <= x <= face.x + face.w and face.y <= y <= face.y + face.h for x, y in keypoints[:3, :2])
+        assert left_eye[0] > right_eye[0] and max(left_eye[1], right_eye[1]) < nose[1]  # the person's left eye is on the image right
+        error = np.linalg.norm(keypoints[:3, :2] - _annotated_nose_and_eyes(points68), axis=1) / face.w
+        assert error.max() < MAX_MTCNN_POINT_ERROR, f"{face}: MTCNN points {np.round(error, 3)} box widths from dlib's"
+
+
 # ---------------------------------------------------------------------------------------------- model
 
 
@@ -289,6 +350,38 @@ def _scene() -> tuple[np.ndarray, list[FaceBox], list[FaceExtras]]:
     return image, faces, extras
 
 
+def _generated_by_hand(checkpoint: Path, image: np.ndarray, faces: list[FaceBox], keypoints: list, rng: np.random.Generator) -> np.ndarray:
+    """The image the anonymizer must return, recomputed around its generator: every face box black, each face's
+    16 px context crop with the box masked (filled with -1 or drawn noise), the generator run on the batch with
+    latents drawn from ``rng`` in face order, and each output resized back and written inside its box only."""
+    record = load_gan_checkpoint(checkpoint, "deepprivacy")
+    model, resolution = record.hparams.model, record.resolution
+    blocked = block_boxes(image, faces)
+    crops = [make_face_crop(blocked, face, points, 2.0, resolution) for face, points in zip(faces, keypoints)]
+    conditions, masks, latents, points = [], [], [], []
+    for crop in crops:
+        latents.append(rng.standard_normal((model.latent_channels, model.start_resolution, model.start_resolution)))
+        fill = rng.uniform(-1, 1, (3, resolution, resolution)) if model.input_blocking == "noise" else np.full((3, resolution, resolution), -1.0)
+        mask = np.ones((1, resolution, resolution))
+        x0, y0, x1, y1 = crop.box
+        mask[:, y0:y1, x0:x1] = 0
+        rgb = crop.pixels[..., ::-1].transpose(2, 0, 1) / 127.5 - 1.0
+        conditions.append(rgb * mask + fill * (1 - mask))
+        masks.append(mask)
+        points.append(crop.keypoints if crop.keypoints is not None else np.zeros((7, 3)))
+    as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays).astype(np.float32))  # noqa: E731
+    with torch.inference_mode():
+        generated = record.build_generator()(as_tensor(conditions), as_tensor(masks), as_tensor(points), as_tensor(latents), record.alpha)
+    pixels = generated.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()[..., ::-1]
+    expected = blocked.copy()
+    for face, crop, face_pixels in zip(faces, crops, pixels):
+        square = crop.square
+        full = cv2.resize(np.ascontiguousarray(face_pixels), (square.side, square.side), interpolation=cv2.INTER_LINEAR)
+        y0, y1, x0, x1 = max(face.y, 0), min(face.y + face.h, image.shape[0]), max(face.x, 0), min(face.x + face.w, image.shape[1])
+        expected[y0:y1, x0:x1] = full[y0 - square.y0 : y1 - square.y0, x0 - square.x0 : x1 - square.x0]
+    return expected
+
+
 @pytest.mark.parametrize("blocking", ["black", "noise"])
 def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_path: Path, blocking: str) -> None:
     checkpoint = tiny_checkpoint
@@ -309,6 +402,14 @@ def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_pa
     outside = ~inside_boxes(anonymized, image.shape)
     assert np.array_equal(out[outside], image[outside])
     assert not np.array_equal(out[10:44, 10:40], image[10:44, 10:40])
+    # Each box holds exactly the generator's output for that face's blocked crop (not the input, not a constant).
+    keypoints = [np.array(extras[0].keypoints7, float), None, np.array(extras[3].keypoints7, float)]
+    expected = _generated_by_hand(checkpoint, image, anonymized, keypoints, np.random.default_rng(5))
+    for face in anonymized:
+        box = (slice(face.y, face.y + face.h), slice(face.x, face.x + face.w))
+        assert np.array_equal(out[box], expected[box]), f"box {face} is not the generator's output for its crop"
+        assert len(np.unique(out[box].reshape(-1, 3), axis=0)) > 10  # a generated face, not a flat fill
+    assert np.array_equal(out, expected)
     altered = image.copy()
     altered[inside_boxes(anonymized, image.shape)] = np.random.default_rng(9).integers(0, 255, (int(inside_boxes(anonymized, image.shape).sum()), 3))
     out_altered, _ = anonymizer.anonymize(altered, faces, extras, np.random.default_rng(5))

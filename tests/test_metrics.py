@@ -214,6 +214,67 @@ def test_table2_cli_writes_csv_and_figures(tmp_path: Path) -> None:
     assert out_png.read_bytes()[:4] == b"\x89PNG" and scatter.stat().st_size > 1000
 
 
+#: Table II inputs with literal numbers: (method, l1, easy AP, medium AP, hard AP). mAP is the mean of the three
+#: APs: easy and hard lie +-d around medium, with d varying per method, so a table built from one AP alone
+#: would give other r values. Conventional: l1 = 1..4 (x 0.1), mAP = 0.3 0.2 0.5 0.4; GAN: l1 = 5..7, mAP = 0.8 0.6 0.7.
+LITERAL_TABLE2 = [
+    ("blur", 0.1, 0.4, 0.3, 0.2),
+    ("pixelate", 0.2, 0.35, 0.2, 0.05),
+    ("blackout", 0.3, 0.5, 0.5, 0.5),
+    ("fullblur", 0.4, 0.6, 0.4, 0.2),
+    ("gan_a", 0.5, 0.85, 0.8, 0.75),
+    ("gan_b", 0.6, 0.8, 0.6, 0.4),
+    ("gan_c", 0.7, 0.8, 0.7, 0.6),
+]
+#: By hand, from mAP x 10 against l1 x 10 (deviations from the means, Pearson r = sum(dx dy) / sqrt(sum dx^2 sum dy^2)):
+#:   Conventional: dx = -1.5 -.5 .5 1.5, dy = -.5 -1.5 1.5 .5: r = 3 / 5 = 0.6;
+#:   GAN:          dx = -1 0 1,          dy = 1 -1 0:          r = -1 / 2 = -0.5;
+#:   All:          dx = -3..3,           dy = -2 -3 0 -1 3 1 2: r = (6 + 6 + 0 + 0 + 3 + 2 + 6) / 28 = 23/28 = 0.821;
+#: intervals tanh(atanh(r) -+ 1.96 / sqrt(n - 3)): All [0.179, 0.973], Conventional [-0.853, 0.990]; GAN n = 3 has none.
+#: ssim = 1 - l1 flips every sign.
+LITERAL_R = {"All": "0.821", "GAN": "-0.500", "Conventional": "0.600"}
+LITERAL_CI = {"All": ("0.179", "0.973"), "GAN": ("n/a", "n/a"), "Conventional": ("-0.853", "0.990")}
+
+
+def _write_literal_table2_inputs(folder: Path) -> list[str]:
+    metric_paths, ap_paths, methods = [], [], []
+    for name, l1, easy, medium, hard in LITERAL_TABLE2:
+        (folder / f"{name}_m.json").write_text(json.dumps({"metrics": {"l1": l1, "ssim": round(1 - l1, 10)}}))
+        (folder / f"{name}_ap.json").write_text(json.dumps({"easy": easy, "medium": medium, "hard": hard}))
+        metric_paths.append(str(folder / f"{name}_m.json"))
+        ap_paths.append(str(folder / f"{name}_ap.json"))
+        methods.append(name)
+    return ["--metrics", *metric_paths, "--ap", *ap_paths, "--methods", *methods, "--gan-methods", "gan_a", "gan_b", "gan_c"]
+
+
+def test_table2_cli_gives_the_hand_computed_correlations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inputs = _write_literal_table2_inputs(tmp_path)
+    out_csv, points = tmp_path / "t2.csv", tmp_path / "points.csv"
+    assert main(["table2", *inputs, "--out-csv", str(out_csv), "--out-points", str(points)]) == 0
+    frame = pd.read_csv(out_csv, keep_default_na=False, dtype=str).set_index(["metric", "group"])
+    for group, r in LITERAL_R.items():
+        assert frame.loc[("l1", group), "r"] == r, group
+        assert frame.loc[("ssim", group), "r"] == ("-" + r if not r.startswith("-") else r[1:]), group
+        assert (frame.loc[("l1", group), "ci_low"], frame.loc[("l1", group), "ci_high"]) == LITERAL_CI[group], group
+    assert [frame.loc[("l1", group), "n"] for group in ("All", "GAN", "Conventional")] == ["7", "3", "4"]
+    assert pd.read_csv(points, index_col="dataset")["map"].round(12).tolist() == [0.3, 0.2, 0.5, 0.4, 0.8, 0.6, 0.7]
+    # The rendered table shows the same numbers.
+    from safefakes.plots import privacy
+
+    drawn: list[str] = []
+
+    def keep_cells(figure, path) -> None:
+        for axis in figure.axes:
+            for table in axis.tables:
+                drawn.extend(cell.get_text().get_text() for cell in table.get_celld().values())
+
+    monkeypatch.setattr(privacy, "save_figure", keep_cells)
+    assert main(["plot-table2", *inputs, "--out-png", str(tmp_path / "t2.png")]) == 0
+    assert "0.821 [0.179, 0.973]\nn=7" in drawn and "-0.821 [-0.973, -0.179]\nn=7" in drawn
+    assert any(cell.startswith("0.600 [-0.853, 0.990]\nn=4") for cell in drawn)
+    assert any(cell.startswith("-0.500\nn=3") for cell in drawn) and any(cell.startswith("0.500\nn=3") for cell in drawn)
+
+
 def test_table2_figure_shows_the_few_points_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from safefakes.plots import privacy
 
@@ -412,7 +473,7 @@ def test_metrics_cli_counts_small_faces_and_is_deterministic(wider_fixture_root:
     for attempt in range(2):
         out = tmp_path / f"m{attempt}.json"
         argv = ["metrics", "--original", str(original), "--anonymized", str(blackout), "--out", str(out)]
-        assert main(argv + ["--metrics", "l1,l2,ssim", "--config", '{"min_face_size": 40}']) == 0
+        assert main(argv + ["--metrics", "l1,l2,ssim", "--config-json", '{"min_face_size": 40}']) == 0
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
     result = json.loads(outputs[0])

@@ -147,6 +147,29 @@ def test_one_figure_builds_only_what_it_needs(tmp_path: Path) -> None:
     assert "rule reid:" not in output and "rule fig6:" not in output
 
 
+def _dry_run_jobs(output: str) -> dict[str, int]:
+    """The rules a dry run would run and how many jobs of each, from its "Job stats" table ({} when nothing to do)."""
+    lines = output.splitlines()
+    if "Job stats:" not in lines:
+        return {}
+    jobs = {}
+    for line in lines[lines.index("Job stats:") + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def test_dry_run_job_table_lists_every_rule_of_a_fresh_run(tmp_path: Path) -> None:
+    """The job-table reader the changed-branch check relies on: a fresh tiny run lists the GAN jobs too."""
+    result = _snakemake(tmp_path, TINY_CONFIG, "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _dry_run_jobs(result.stdout + result.stderr)
+    assert jobs["train_gan"] == 3 and jobs["gan_synthetic_set"] == 1  # deepprivacy on synth at 2 and 4, on synth_few at 4
+    assert jobs["anonymize_train"] == 5 and jobs["all"] == 1 and len(jobs) > 20
+
+
 def _rule_inputs(output: str, rule: str) -> list[str]:
     """The inputs of the first ``rule`` job in a dry run's output."""
     lines = output.splitlines()
@@ -240,6 +263,12 @@ def test_whole_dag_on_a_tiny_config(tmp_path: Path) -> None:
     output = dry.stdout + dry.stderr
     assert "method=blackout" in output
     assert "method=original" not in output
+    jobs = _dry_run_jobs(output)
+    assert jobs.get("anonymize_train") == 1 and jobs.get("train_detector", 0) >= 1, f"the blackout branch is not re-run: {jobs}"
+    # The GANs do not depend on the blackout parameters: no GAN is retrained, no GAN dataset re-made.
+    gan_jobs = {rule: count for rule, count in jobs.items() if rule in ("train_gan", "gan_synthetic_set")}
+    assert gan_jobs == {}, f"a blackout change re-runs GAN jobs: {gan_jobs}"
+    assert "rule train_gan:" not in output and "gan=deepprivacy" not in output
     shutil.rmtree(tmp_path / ".snakemake", ignore_errors=True)
 
 
