@@ -24,7 +24,10 @@ shell.prefix(f"export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'
 
 
 include: "workflow/rules/paths.smk"
-include: "workflow/rules/common.smk"
+include: "workflow/rules/config.smk"
+include: "workflow/rules/planning.smk"
+include: "workflow/rules/targets.smk"
+include: "workflow/rules/checks.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/anonymize.smk"
 include: "workflow/rules/gans.smk"

@@ -78,3 +78,36 @@ def test_the_check_finds_a_backward_import(tmp_path: Path) -> None:
 @pytest.mark.parametrize("module, stage", [("safefakes.detect.train", "detect"), ("safefakes.cli", None), ("numpy", None)])
 def test_stage_of(module: str, stage: str | None) -> None:
     assert stage_of(module) == stage
+
+
+def _enums_naming(node: object, member: str) -> list[list[str]]:
+    """Every ``enum`` list in a parsed JSON schema that contains ``member``."""
+    found: list[list[str]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("enum"), list) and member in node["enum"]:
+            found.append(node["enum"])
+        for value in node.values():
+            found += _enums_naming(value, member)
+    elif isinstance(node, list):
+        for value in node:
+            found += _enums_naming(value, member)
+    return found
+
+
+def test_the_gan_names_are_defined_once() -> None:
+    """The package's GAN_METHODS names every registered GAN method and recipe; the workflow imports it; the
+    config schema (which cannot import) repeats it exactly."""
+    import yaml
+
+    from safefakes.anonymize import GAN_METHODS
+    from safefakes.anonymize.base import ANONYMIZER_SPECS
+    from safefakes.anonymize.gan.recipe import GAN_RECIPES
+
+    assert tuple(GAN_RECIPES) == GAN_METHODS
+    assert all(name in ANONYMIZER_SPECS and ANONYMIZER_SPECS[name].startswith("safefakes.anonymize.gan.") for name in GAN_METHODS)
+    root = PACKAGE.parents[1]
+    schema = yaml.safe_load((root / "workflow" / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
+    enums = _enums_naming(schema, "deepprivacy")
+    assert enums and all(sorted(enum) == sorted(GAN_METHODS) for enum in enums)
+    rules = "\n".join(path.read_text(encoding="utf-8") for path in (root / "workflow" / "rules").glob("*.smk"))
+    assert "from safefakes.anonymize import GAN_METHODS" in rules and '"deepprivacy", "ciagan"' not in rules

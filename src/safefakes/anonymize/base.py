@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from safefakes.anonymize import CONVENTIONAL_METHODS, GAN_METHODS
 from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
@@ -244,11 +245,8 @@ class AnonymizerSpec:
 
 #: Method name -> ``module:attribute`` holding its :class:`AnonymizerSpec` (imported only when used,
 #: so GPU methods do not load torch for a blur run). Later modules add their entries here.
-ANONYMIZER_SPECS: dict[str, str] = {
-    name: f"safefakes.anonymize.conventional:{name.upper()}_SPEC"
-    for name in ("original", "blur", "fullblur", "pixelate", "blackout", "heavyblur", "gaussian9", "noise", "eyes")
-}
-ANONYMIZER_SPECS.update({name: f"safefakes.anonymize.gan.anonymizer:{name.upper()}_SPEC" for name in ("deepprivacy", "ciagan", "sun2018")})
+ANONYMIZER_SPECS: dict[str, str] = {name: f"safefakes.anonymize.conventional:{name.upper()}_SPEC" for name in CONVENTIONAL_METHODS}
+ANONYMIZER_SPECS.update({name: f"safefakes.anonymize.gan.anonymizer:{name.upper()}_SPEC" for name in GAN_METHODS})
 
 
 def register_anonymizer(name: str, target: str) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from safefakes.anonymize import GAN_METHODS
 from safefakes.common.config import parse_json_argument
-
-#: GANs this command trains (their recipes are in safefakes.anonymize.gan.recipe.GAN_RECIPES).
-TRAINABLE_GANS = ("deepprivacy", "ciagan", "sun2018")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "same command again after a kill to continue where it stopped."
         ),
     )
-    parser.add_argument("--gan", required=True, choices=TRAINABLE_GANS)
+    parser.add_argument("--gan", required=True, choices=GAN_METHODS)
     parser.add_argument("--train-set", required=True, type=Path, metavar="ROOT_OR_FOLDER", help="synthetic WIDER FACE root, FDF, PIPA or identity folders")
     parser.add_argument("--max-faces", type=int, default=None, metavar="N", help="train on a seeded random subset of N crops (training-set size sweeps)")
     parser.add_argument("--iterations", required=True, type=int, nargs="+", metavar="N", help="iteration counts to write checkpoints at")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from safefakes.anonymize import GAN_METHODS
 from safefakes.anonymize.base import MethodConfig, convert_parameter, require
 from safefakes.anonymize.gan.crops import FaceCrop
 from safefakes.anonymize.gan.cropsets import CropSelection, CropSet
@@ -172,12 +173,8 @@ class GanRecipe(Protocol):
         ...
 
 
-#: GAN name -> ``module:attribute`` of its recipe.
-GAN_RECIPES: dict[str, str] = {
-    "deepprivacy": "safefakes.anonymize.gan.deepprivacy_training:RECIPE",
-    "ciagan": "safefakes.anonymize.gan.ciagan_training:RECIPE",
-    "sun2018": "safefakes.anonymize.gan.sun2018_training:RECIPE",
-}
+#: GAN name -> ``module:attribute`` of its recipe (each GAN's ``<name>_training`` module).
+GAN_RECIPES: dict[str, str] = {name: f"safefakes.anonymize.gan.{name}_training:RECIPE" for name in GAN_METHODS}
 
 
 def get_recipe(name: str) -> GanRecipe:
