@@ -21,7 +21,7 @@
 # differences) from this script's table and JSON report.
 #
 # On any CPU, the same code paths at tiny sizes (1/8-width detectors, 128-px crops, 2 iterations, 32-px GANs),
-# well under a minute (tests/test_gpu_check.py runs exactly this):
+# well under a minute (tests/benchmarks/test_gpu_check.py runs exactly this):
 #
 #     bash benchmarks/gpu_check.sh --device cpu --small --out /tmp/gpu_check.json
 #

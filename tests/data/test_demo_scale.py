@@ -13,7 +13,7 @@ from safefakes.data.synth import SynthConfig, render_image, synthesize
 from safefakes.data.wider import DIFFICULTIES
 from safefakes.plots.face_sizes import WIDER_VAL_MEDIAN_FACE_PX, face_size_table, plot_face_sizes
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHARED_GT = PROJECT_ROOT.parent / "shared" / "data" / "wider_face" / "ground_truth"
 #: Largest relative distance between a demo median face size and WIDER val's (issue: within 15%).
 MEDIAN_TOLERANCE = 0.15

@@ -14,7 +14,7 @@ from typing import Any
 from safefakes.anonymize.gan.recipe import GAN_RECIPES
 from safefakes.detect.registry import DETECTOR_SPECS
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GPU_CHECK = PROJECT_ROOT / "benchmarks" / "gpu_check.sh"
 #: The small check takes about 10 s on one idle core; generous for a loaded machine.
 TIMEOUT_S = 600

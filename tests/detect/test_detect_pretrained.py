@@ -11,7 +11,7 @@ import pytest
 from safefakes.cli import main
 from safefakes.data.wider import read_bbx_gt, write_bbx_gt
 
-SHARED_WIDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "wider_face"
+SHARED_WIDER = Path(__file__).resolve().parents[3] / "shared" / "data" / "wider_face"
 IMAGES = 24  # the first images of the 115-image real subset (fast enough for the suite)
 
 pytestmark = pytest.mark.skipif(not (SHARED_WIDER / "val_subset_bbx_gt.txt").is_file(), reason="../shared/data/wider_face is absent (real WIDER val images)")

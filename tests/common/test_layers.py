@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "safefakes"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "safefakes"
 LAYERS = ("common", "data", "anonymize", "detect", "evaluate", "plots")
 EXEMPT = {PACKAGE / "cli.py", PACKAGE / "__init__.py", PACKAGE / "__main__.py"}
 
