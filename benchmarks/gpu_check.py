@@ -71,7 +71,7 @@ from safefakes.detect.data import AugmentedDataset, WiderFaceDataset
 from safefakes.detect.hparams import PredictConfig, TrainConfig, resolve_hparams
 from safefakes.detect.predict import LoadedDetector, detect
 from safefakes.detect.registry import DETECTOR_SPECS, get_detector, model_initialisation
-from safefakes.detect.train import LearningRateFactor, TrainingObjects, build_optimizer, make_loader, train_step
+from safefakes.detect.train import LearningRateFactor, TrainingState, build_optimizer, make_loader, train_step
 
 DEFAULT_OUT = PROJECT_ROOT / "benchmarks" / "gpu_check.json"
 BYTES_PER_MIB = 2**20
@@ -329,8 +329,8 @@ def train_detector(name: str, hparams: Mapping[str, Any], root: Path, device: to
     optimizer = build_optimizer(model, config.optimizer)
     schedule = LearningRateFactor(config.schedule, config.iterations_per_epoch(len(base)), schedule_length)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    objects = TrainingObjects(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp))
-    scalers = grad_scalers(objects)
+    training_state = TrainingState(model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp))
+    scalers = grad_scalers(training_state)
     model.train()
     batches = iter(make_loader(dataset, config, seed, 0, iterations, device))
     reset_peak_memory(device)
@@ -340,7 +340,7 @@ def train_detector(name: str, hparams: Mapping[str, Any], root: Path, device: to
         images, boxes = next(batches)
         fetched = time.perf_counter()
         scales_before = scaler_scales(scalers)
-        losses = train_step(objects, images, boxes, device, config, use_amp)
+        losses = train_step(training_state, images, boxes, device, config, use_amp)
         synchronize(device)
         done = time.perf_counter()
         skipped = any(after < before for before, after in zip(scales_before, scaler_scales(scalers)))

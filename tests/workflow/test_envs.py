@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import PROJECT_ROOT, TINY_CONFIG, _snakemake
+from test_workflow import PROJECT_ROOT, _snakemake, load_test_config
 
 SOURCE_ROOT = PROJECT_ROOT / "src" / "safefakes"
 ENV_FILES = sorted((PROJECT_ROOT / "envs").glob("*.yaml"))
@@ -165,7 +165,7 @@ def test_every_rule_names_an_env_with_every_imported_package() -> None:
 
 
 def test_rule_parser_finds_every_rule_snakemake_lists(tmp_path: Path) -> None:
-    result = _snakemake(tmp_path, TINY_CONFIG, "--list-rules", "--workflow-profile", "none", timeout=120)
+    result = _snakemake(tmp_path, load_test_config("tiny"), "--list-rules", "--workflow-profile", "none", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     listed = {line.strip() for line in result.stdout.splitlines() if re.fullmatch(r"\s*\w+\s*", line)}
     assert "train_detector" in listed

@@ -6,7 +6,6 @@ rule), and the SLURM profile must resubmit a failed (preempted) job.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_workflow import PROJECT_ROOT, TINY_CONFIG, _snakemake
+from test_workflow import PROJECT_ROOT, _snakemake, load_test_config
 
 SLURM_PROFILE = PROJECT_ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 DETECTOR = "faster_rcnn"
@@ -162,8 +161,7 @@ def test_sigkilled_training_resumes_to_identical_weights(synth_root: Path, tmp_p
 
 
 def _dry_run_jobs(tmp_path: Path) -> str:
-    config = copy.deepcopy(TINY_CONFIG)
-    result = _snakemake(tmp_path, config, "--dry-run", "--printshellcmds", "--forceall", "--workflow-profile", "none")
+    result = _snakemake(tmp_path, load_test_config("tiny"), "--dry-run", "--printshellcmds", "--forceall", "--workflow-profile", "none")
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 

@@ -7,7 +7,6 @@ tests/slurm_local.py, which stops exactly the daemons it started, also when this
 from __future__ import annotations
 
 import concurrent.futures
-import copy
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import pytest
 import slurm_local
 import torch
 import yaml
-from test_workflow import PROJECT_ROOT, SNAKEFILE, TINY_CONFIG, _snakemake
+from test_workflow import PROJECT_ROOT, SNAKEFILE, _snakemake, load_test_config
 
 pytestmark = pytest.mark.slow
 
@@ -50,22 +49,6 @@ SMALL_RESOURCES = (
     "image_metrics:mem_mb=2000",
 )
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S*/rule_([^/]+)/\S*)\)")
-
-
-def micro_config() -> dict:
-    """TINY_CONFIG cut further: one method, one detector (the demo's slim Faster R-CNN), one iteration point."""
-    config = copy.deepcopy(TINY_CONFIG)
-    config["anonymize"]["methods"] = {"blackout": {}}
-    del config["gans"]  # no GAN runs: the tiny local DAG test covers them
-    config["training"]["iterations"] = [2]
-    demo = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())
-    detector = {key: value for key, value in demo["detectors"]["faster_rcnn"].items() if key not in ("methods", "iterations")}
-    detector["model"].update(min_size=192, max_size=192)
-    detector["augment"]["output_size"] = 192
-    config["detectors"] = {"faster_rcnn": detector}
-    config["privacy"]["metrics"]["names"] = ["l1", "l2", "ssim"]
-    config.pop("detectability", None)
-    return config
 
 
 def compared_outputs(config: dict) -> list[str]:
@@ -163,7 +146,7 @@ def test_tiny_dag_through_live_slurm_equals_local_run(tmp_path: Path) -> None:
     reason = slurm_local.unavailable_reason()
     if reason:
         pytest.skip(reason)
-    config = micro_config()
+    config = load_test_config("slurm_micro")
     local_dir, slurm_dir = tmp_path / "local", tmp_path / "slurm"
     local_dir.mkdir()
     slurm_dir.mkdir()

@@ -18,41 +18,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SNAKEFILE = PROJECT_ROOT / "Snakefile"
 SCHEMA = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
-#: The demo's shrunk detector settings (config.yaml, without its method lists and iteration points), so
-#: the tiny run exercises the same models.
-DEMO_DETECTORS = {
-    name: {key: value for key, value in entry.items() if key not in ("methods", "iterations")}
-    for name, entry in yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())["detectors"].items()
-}
+#: The workflow tests' configs (the snakemake-workflows `.test/` convention): tiny.yaml, and slurm_micro.yaml for the live SLURM test.
+TEST_CONFIGS = PROJECT_ROOT / ".test" / "config"
 
-TINY_CONFIG = {
-    "dataset": {"source": "synthetic", "synthetic": {"train_images": 6, "val_images": 4, "image_width": 192, "seed": 1}},
-    "anonymize": {"seed": 0, "workers": 1, "methods": {"original": {}, "blackout": {}, "deepprivacy": {}}},
-    "training": {"seed": 0, "device": "cpu", "iterations": [2, 4]},
-    "detectors": {"faster_rcnn": DEMO_DETECTORS["faster_rcnn"]},
-    "detectability": {"detectors": ["faster_rcnn"], "pretrained": ["centerface"]},
-    "privacy": {
-        "detector": "faster_rcnn",
-        "metrics": {"names": ["l1", "l2", "ssim", "fid_face", "lpips", "fid"], "max_faces": 20},
-        "reid": {"identities": "synthetic", "synthetic": {"identities": 3, "photos": 2, "seed": 0}, "threshold": 0.6, "sweeps": {}},
-    },
-    "gans": {
-        "synthetic_sets": {"faces": {"images": 4, "image_width": 512, "seed": 2}},
-        "train_sets": {"synth": {"synthetic": "faces"}, "synth_few": {"synthetic": "faces", "max_faces": 4}},
-        "models": {
-            "deepprivacy": {
-                "train_set": "synth",
-                "iterations": 4,
-                "hparams": {
-                    "model": {"resolution": 16, "max_channels": 16, "min_channels": 8, "full_width_until": 8, "latent_channels": 4},
-                    "train": {"batch_size": 4, "transition_images": 4, "stabilization_images": 4, "min_face_size": 16, "log_every": 1},
-                },
-            }
-        },
-        "fig7": {"gan": "deepprivacy", "iterations": 4, "train_sets": ["synth_few", "synth"]},
-        "fig9": {"gan": "deepprivacy", "train_set": "synth", "iterations": [2, 4]},
-    },
-}
+
+def load_test_config(name: str = "tiny") -> dict:
+    """``.test/config/<name>.yaml``, read afresh: the caller may change it."""
+    return yaml.safe_load((TEST_CONFIGS / f"{name}.yaml").read_text())
+
+
+def _demo_detector(name: str) -> dict:
+    """The demo's (config.yaml) settings of detector ``name``, without its method list and iteration points."""
+    entry = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())["detectors"][name]
+    return {key: value for key, value in entry.items() if key not in ("methods", "iterations")}
 
 
 def _snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -78,6 +56,22 @@ def test_presets_validate(path: str) -> None:
     _validate(yaml.safe_load((PROJECT_ROOT / path).read_text()))
 
 
+@pytest.mark.parametrize("path", sorted(TEST_CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
+def test_test_configs_validate(path: Path) -> None:
+    _validate(yaml.safe_load(path.read_text()))
+
+
+def test_test_configs_use_the_demo_faster_rcnn() -> None:
+    """The test configs run the demo's slim Faster R-CNN (slurm_micro.yaml at its images' 192 px): when config.yaml
+    changes it, copy the change into .test/config/."""
+    demo = _demo_detector("faster_rcnn")
+    assert load_test_config("tiny")["detectors"]["faster_rcnn"] == demo
+    micro = copy.deepcopy(demo)
+    micro["model"].update(min_size=192, max_size=192)
+    micro["augment"]["output_size"] = 192
+    assert load_test_config("slurm_micro")["detectors"]["faster_rcnn"] == micro
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -91,7 +85,7 @@ def test_presets_validate(path: str) -> None:
 def test_schema_rejects_bad_configs(change) -> None:
     from snakemake.exceptions import WorkflowError
 
-    config = copy.deepcopy(TINY_CONFIG)
+    config = load_test_config("tiny")
     change(config)
     with pytest.raises(WorkflowError):
         _validate(config)
@@ -124,7 +118,7 @@ def test_paper_preset_dry_runs(tmp_path: Path) -> None:
 
 def test_per_detector_methods_and_iterations(tmp_path: Path) -> None:
     """A detector may run fewer methods and its own iteration points; Table II's detector must run them all."""
-    config = copy.deepcopy(TINY_CONFIG)
+    config = load_test_config("tiny")
     config["detectors"]["dsfd"] = {"methods": ["original", "blackout"], "iterations": [3, 5]}
     result = _snakemake(tmp_path, config, "--dry-run", "results/figures/fig6_dsfd.png")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -137,7 +131,7 @@ def test_per_detector_methods_and_iterations(tmp_path: Path) -> None:
 
 
 def test_one_figure_builds_only_what_it_needs(tmp_path: Path) -> None:
-    config = copy.deepcopy(TINY_CONFIG)
+    config = load_test_config("tiny")
     config["detectors"]["dsfd"] = {}
     result = _snakemake(tmp_path, config, "--dry-run", "results/figures/fig4_faster_rcnn.png")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -163,7 +157,7 @@ def _dry_run_jobs(output: str) -> dict[str, int]:
 
 def test_dry_run_job_table_lists_every_rule_of_a_fresh_run(tmp_path: Path) -> None:
     """The job-table reader the changed-branch check relies on: a fresh tiny run lists the GAN jobs too."""
-    result = _snakemake(tmp_path, TINY_CONFIG, "--dry-run")
+    result = _snakemake(tmp_path, load_test_config("tiny"), "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = _dry_run_jobs(result.stdout + result.stderr)
     assert jobs["train_gan"] == 3 and jobs["gan_synthetic_set"] == 1  # deepprivacy on synth at 2 and 4, on synth_few at 4
@@ -181,7 +175,7 @@ def _rule_inputs(output: str, rule: str) -> list[str]:
 def test_table2_points_include_the_gan_variants_at_one_detector_iteration(tmp_path: Path) -> None:
     """Table II correlates every anonymized dataset, the Fig. 7 / Fig. 9 GAN checkpoints too: their image metrics
     are in the DAG (sampled with privacy.metrics.seed), and every mAP is read at gans.detector_iteration."""
-    config = copy.deepcopy(TINY_CONFIG)
+    config = load_test_config("tiny")
     config["gans"]["detector_iteration"] = 2
     config["privacy"]["metrics"]["seed"] = 5
     result = _snakemake(tmp_path, config, "--dry-run", "--printshellcmds", "results/tables/table2_metric_correlation.csv")
@@ -200,7 +194,7 @@ def test_table2_points_include_the_gan_variants_at_one_detector_iteration(tmp_pa
 @pytest.mark.slow
 def test_whole_dag_on_a_tiny_config(tmp_path: Path) -> None:
     """The demo DAG end to end on a tiny config; then a parameter change re-runs only its branch."""
-    result = _snakemake(tmp_path, TINY_CONFIG, "--cores", "2")
+    result = _snakemake(tmp_path, load_test_config("tiny"), "--cores", "2")
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     results = tmp_path / "results"
     for target in (
@@ -256,7 +250,7 @@ def test_whole_dag_on_a_tiny_config(tmp_path: Path) -> None:
     assert set(reid["scenario"]) == {"naive", "reverse", "parrot"}
 
     # Only the blackout branch is out of date after changing one of its parameters.
-    changed = copy.deepcopy(TINY_CONFIG)
+    changed = load_test_config("tiny")
     changed["anonymize"]["methods"]["blackout"] = {"strength": 50}
     dry = _snakemake(tmp_path, changed, "--dry-run")
     assert dry.returncode == 0, dry.stderr[-3000:]

@@ -137,25 +137,25 @@ class LossLog:
         atomic_write_text(self.path, buffer.getvalue())
 
 
-def save_state(path: Path, objects: Any, iteration: int, fingerprint: str, state_format: str = STATE_FORMAT) -> None:
-    """Write the resumable state atomically: every field of the dataclass ``objects`` (each with a
+def save_state(path: Path, training_state: Any, iteration: int, fingerprint: str, state_format: str = STATE_FORMAT) -> None:
+    """Write the resumable state atomically: every field of the dataclass ``training_state`` (each with a
     ``state_dict``; a field set to None is left out), the iteration, the run's fingerprint and the random number generators."""
     payload = {"format": state_format, "fingerprint": fingerprint, "iteration": iteration, "rng": capture_rng_state()}
-    parts = {field.name: getattr(objects, field.name) for field in dataclasses.fields(objects)}
+    parts = {field.name: getattr(training_state, field.name) for field in dataclasses.fields(training_state)}
     payload.update({name: part.state_dict() for name, part in parts.items() if part is not None})
     write_torch_payload(path, payload)
 
 
 def try_resume(
     path: Path,
-    objects: Any,
+    training_state: Any,
     fingerprint: str,
     device: torch.device,
     checkpoints: Mapping[int, Path],
     state_format: str = STATE_FORMAT,
     stop_iteration: int | None = None,
 ) -> int:
-    """Load the state at ``path`` into the dataclass ``objects`` and return its iteration; 0 when there is none to resume.
+    """Load the state at ``path`` into the dataclass ``training_state`` and return its iteration; 0 when there is none to resume.
 
     A state is not resumed when it belongs to another run, when a checkpoint it should already
     have written (``checkpoints``: iteration -> path) is missing, or when it lies past ``stop_iteration``
@@ -174,8 +174,8 @@ def try_resume(
     if missing:
         LOGGER.warning("ignoring %s: checkpoints it already wrote are missing (%s); training from the start", path, ", ".join(missing))
         return 0
-    for field in dataclasses.fields(objects):
-        part = getattr(objects, field.name)
+    for field in dataclasses.fields(training_state):
+        part = getattr(training_state, field.name)
         if part is not None:
             part.load_state_dict(payload[field.name])
     rng = payload["rng"]

@@ -168,8 +168,9 @@ def _fingerprint(request: TrainRequest, hparams: Mapping[str, Any], dataset_dige
 
 
 @dataclass
-class TrainingObjects:
-    """The mutable parts of a run that a state file captures."""
+class TrainingState:
+    """The mutable parts of a run that a state file captures: the model, its optimizer, learning-rate scheduler, AMP gradient
+    scaler and optional weight average. save_state stores each field under its name: renaming one changes the state file."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -236,14 +237,14 @@ def train(request: TrainRequest) -> list[Path]:
     optimizer = build_optimizer(model, config.optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LearningRateFactor(config.schedule, iterations_per_epoch, run_length))
     # Gradient scaling guards float16's narrow range; bfloat16 (the CPU's autocast type) has float32's.
-    objects = TrainingObjects(
+    training_state = TrainingState(
         model, optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda"), exponential_average(model, config.ema_decay)
     )
 
     state_path = request.state_dir / STATE_FILE_NAME
     fingerprint = _fingerprint(request, hparams, base.content_digest(), run_length, initialisation)
     checkpoint_paths = {n: request.checkpoints_dir / checkpoint_name(n) for n in checkpoints}
-    start = try_resume(state_path, objects, fingerprint, device, checkpoint_paths, stop_iteration=total)
+    start = try_resume(state_path, training_state, fingerprint, device, checkpoint_paths, stop_iteration=total)
     request.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     log = LossLog(request.checkpoints_dir / LOG_FILE_NAME)
     log.load_until(start)
@@ -254,16 +255,16 @@ def train(request: TrainRequest) -> list[Path]:
     tick = time.perf_counter()
     for iteration, (images, boxes) in steps:
         lr_used = optimizer.param_groups[0]["lr"]
-        losses = train_step(objects, images, boxes, device, config, use_amp)
+        losses = train_step(training_state, images, boxes, device, config, use_amp)
         now = time.perf_counter()
         if iteration % config.log_every == 0 or iteration == total:
             log.append(_log_row(iteration, losses, lr_used, len(images) / max(now - tick, 1e-9)))
         tick = now
         if iteration in checkpoints:
-            write_checkpoint(checkpoint_paths[iteration], objects.weights_to_save(), request.detector, hparams, iteration, request.seed, initialisation)
+            write_checkpoint(checkpoint_paths[iteration], training_state.weights_to_save(), request.detector, hparams, iteration, request.seed, initialisation)
         if iteration in checkpoints or iteration % config.state_every == 0:
             request.state_dir.mkdir(parents=True, exist_ok=True)
-            save_state(state_path, objects, iteration, fingerprint)
+            save_state(state_path, training_state, iteration, fingerprint)
             log.write()
     log.write()
     return list(checkpoint_paths.values())
@@ -282,7 +283,7 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
 
 
 def train_step(
-    objects: TrainingObjects,
+    training_state: TrainingState,
     images: list[torch.Tensor],
     boxes: list[torch.Tensor],
     device: torch.device,
@@ -292,20 +293,20 @@ def train_step(
     """One optimizer step on one batch; returns the losses (and their sum as ``loss``)."""
     inputs, targets = to_model_inputs(images, boxes, device)
     with torch.autocast(device_type=device.type, dtype=autocast_dtype(device), enabled=use_amp):
-        loss_dict = objects.model(inputs, targets)
+        loss_dict = training_state.model(inputs, targets)
         loss = sum(loss_dict.values())
     if not torch.isfinite(loss):
         raise SafefakesError(f"training diverged: loss is {loss.item()} ({ {k: float(v) for k, v in loss_dict.items()} })")
-    objects.optimizer.zero_grad(set_to_none=True)
-    objects.scaler.scale(loss).backward()
+    training_state.optimizer.zero_grad(set_to_none=True)
+    training_state.scaler.scale(loss).backward()
     if config.grad_clip_norm is not None:
-        objects.scaler.unscale_(objects.optimizer)
-        torch.nn.utils.clip_grad_norm_([p for p in objects.model.parameters() if p.requires_grad], config.grad_clip_norm)
-    objects.scaler.step(objects.optimizer)
-    objects.scaler.update()
-    objects.scheduler.step()
-    if objects.averaged_model is not None:
-        objects.averaged_model.update_parameters(objects.model)
+        training_state.scaler.unscale_(training_state.optimizer)
+        torch.nn.utils.clip_grad_norm_([p for p in training_state.model.parameters() if p.requires_grad], config.grad_clip_norm)
+    training_state.scaler.step(training_state.optimizer)
+    training_state.scaler.update()
+    training_state.scheduler.step()
+    if training_state.averaged_model is not None:
+        training_state.averaged_model.update_parameters(training_state.model)
     values = {name: float(value.detach()) for name, value in loss_dict.items()}
     values["loss"] = float(loss.detach())
     return values
