@@ -30,6 +30,11 @@ os.environ.setdefault("SAFEFAKES_NO_PROGRESS", "1")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+#: DeepPrivacy's faces without synthetic keypoints get Keypoint R-CNN's when its weights are here, else MTCNN's (as
+#: config.yaml's demo; the method refuses a missing detector unless keypoint_fallback allows a stand-in).
+LANDMARK_PARAMS: dict[str, dict[str, str]] = {"deepprivacy": {"keypoint_fallback": "mtcnn"}}
+
+
 def write_untrained_checkpoint(gan: str, hparams: dict, path: Path) -> None:
     """A checkpoint of a freshly initialised generator (seed 0)."""
     import numpy as np
@@ -105,7 +110,7 @@ def main() -> None:
             checkpoint = work / f"{gan}.pt"
             write_untrained_checkpoint(gan, json.loads(args.hparams), checkpoint)
             for count, root in roots.items():
-                row = run_child(gan, checkpoint, root, work / f"out_{gan}_{count}", params)
+                row = run_child(gan, checkpoint, root, work / f"out_{gan}_{count}", {**params, **LANDMARK_PARAMS.get(gan, {})})
                 row.update(gan=gan, images=count, faces_per_s=row["faces"] / row["seconds"], device=args.device)
                 print(json.dumps(row), flush=True)
 

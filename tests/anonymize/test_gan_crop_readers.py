@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 
 from safefakes.anonymize.gan.crop_readers import (
+    IdentitySelection,
+    identity_crop_set,
     identity_numbers,
+    identity_samples,
     keypoints7_from_landmarks68,
     pipa_crop_set,
     read_crop_folder,
     read_pipa_annotations,
+    select_identities,
 )
 from safefakes.anonymize.gan.cropsets import load_crop_set
 from safefakes.anonymize.gan.landmarks68 import NoLandmarks
@@ -278,3 +282,89 @@ def test_unknown_or_missing_folders_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(SafefakesError, match="not a known training set"):
         read_crop_folder(tmp_path / "empty", RESOLUTION, CONTEXT, 10)
+
+
+# Identity selection (CIAGAN's CelebA subset: identities with >= 30 faces, 1,200 of them), on a tiny set:
+#   identity folder -> photos. With at least 3 photos and at most 2 identities: "40" has too few, "70" (5 photos) ranks
+#   first although its name sorts late, and the tie at 4 photos goes by name in numeric order ("3" before "12" and
+#   "ann"; text order would put "12" first), so only "3" joins it.
+SELECTION_PHOTOS = {"12": 4, "3": 4, "40": 2, "70": 5, "ann": 4}
+TINY_SELECTION = IdentitySelection(min_faces_per_identity=3, max_identities=2)
+TINY_SELECTION_KEPT = ("3", "70")
+
+
+def _write_identity_folders(root: Path, photos: dict[str, int]) -> Path:
+    """One folder per identity holding that many plain (faceless, so whole-photo) images."""
+    for identity, count in photos.items():
+        (root / identity).mkdir(parents=True)
+        for index in range(count):
+            cv2.imwrite(str(root / identity / f"{index:03d}.png"), np.full((48, 40, 3), 10 * index, dtype=np.uint8))
+    return root
+
+
+def test_identity_selection_keeps_the_best_represented_identities_ties_by_name(tmp_path: Path) -> None:
+    root = _write_identity_folders(tmp_path / "ids", SELECTION_PHOTOS)
+    samples, _ = identity_samples(root)
+    kept = select_identities(samples, TINY_SELECTION)
+    assert sorted({sample.identity for sample in kept}, key=int) == sorted(TINY_SELECTION_KEPT, key=int)
+    assert [sample.key for sample in kept] == [sample.key for sample in samples if sample.identity in TINY_SELECTION_KEPT]  # listed order
+    assert select_identities(samples[::-1], TINY_SELECTION) == kept[::-1]  # the same identities whatever the listing order
+    at_least_three = select_identities(samples, IdentitySelection(min_faces_per_identity=3))
+    assert {sample.identity for sample in at_least_three} == {"12", "3", "70", "ann"}
+    assert select_identities(samples, IdentitySelection(3, max_identities=10)) == at_least_three  # a cap above the count keeps all
+    assert select_identities(samples, IdentitySelection(max_identities=1)) == [sample for sample in samples if sample.identity == "70"]
+    assert select_identities(samples, IdentitySelection()) == samples and not IdentitySelection().selects
+
+
+def test_identity_crop_set_with_a_selection_numbers_the_kept_identities(tmp_path: Path) -> None:
+    root = _write_identity_folders(tmp_path / "ids", SELECTION_PHOTOS)
+    everyone = identity_crop_set(root, RESOLUTION, CONTEXT, 10, landmark_source=NoLandmarks())
+    assert len(everyone) == sum(SELECTION_PHOTOS.values()) and len(set(everyone.identities.tolist())) == len(SELECTION_PHOTOS)
+    crops = identity_crop_set(root, RESOLUTION, CONTEXT, 10, landmark_source=NoLandmarks(), selection=TINY_SELECTION)
+    # Folders are listed "12", "3", "40", "70", "ann"; the kept "3" and "70" are numbered 0 and 1 among themselves.
+    assert crops.identities.tolist() == [0] * 4 + [1] * 5
+    assert crops.source.startswith("identity-folders[2 identities]:")
+    with pytest.raises(SafefakesError, match="none of its 5 identities is kept: identities with at least 6 photos"):
+        identity_crop_set(root, RESOLUTION, CONTEXT, 10, landmark_source=NoLandmarks(), selection=IdentitySelection(6))
+
+
+def test_identity_selection_reaches_celeba_through_load_crop_set_and_is_refused_elsewhere(tmp_path: Path, pipa_root: Path) -> None:
+    celeba = tmp_path / "celeba"
+    (celeba / "img_align_celeba").mkdir(parents=True)
+    lines = []
+    for index, identity in enumerate((17, 17, 17, 9, 9, 9, 5, 5)):
+        name = f"{index + 1:06d}.jpg"
+        cv2.imwrite(str(celeba / "img_align_celeba" / name), np.full((48, 40, 3), 20 * index, dtype=np.uint8))
+        lines.append(f"{name} {identity}")
+    (celeba / "identity_CelebA.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    crops = load_crop_set(celeba, RESOLUTION, CONTEXT, 10, identity_selection=IdentitySelection(min_faces_per_identity=3, max_identities=1))
+    assert len(crops) == 3 and crops.identities.tolist() == [0, 0, 0]
+    samples, layout = identity_samples(celeba)
+    assert layout == "celeba" and {sample.identity for sample in select_identities(samples, IdentitySelection(3, 1))} == {"9"}  # 9 before 17
+    assert crops.source.startswith("celeba[1 identities]:")
+    with pytest.raises(SafefakesError, match="applies to identity sets only"):
+        read_crop_folder(pipa_root, RESOLUTION, CONTEXT, 50, identity_selection=TINY_SELECTION)
+    fdf = tmp_path / "fdf"
+    (fdf / "images").mkdir(parents=True)
+    np.save(fdf / "landmarks.npy", np.zeros((0, 7, 2)))
+    with pytest.raises(SafefakesError, match=r"applies to identity sets \(CelebA style\) only"):
+        load_crop_set(fdf, RESOLUTION, CONTEXT, 10, identity_selection=TINY_SELECTION)
+    for bad in ({"min_faces_per_identity": 0}, {"max_identities": 0}):
+        with pytest.raises(SafefakesError, match="must be >= 1"):
+            IdentitySelection(**bad)
+
+
+def test_train_gan_command_passes_the_identity_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`safefakes train-gan --min-faces-per-identity 30 --max-identities 1200` (the workflow's CIAGAN CelebA set) reaches the reader."""
+    from safefakes.anonymize.gan import training
+    from safefakes.cli import build_parser
+
+    requests = []
+    monkeypatch.setattr(training, "train_gan", lambda request: requests.append(request) or [])
+    common = ["train-gan", "--gan", "ciagan", "--train-set", str(tmp_path), "--iterations", "2", "--checkpoints", str(tmp_path), "--state-dir", str(tmp_path)]
+    for extra in (["--min-faces-per-identity", "30", "--max-identities", "1200"], []):
+        args = build_parser().parse_args(common + extra)
+        assert args.func(args) == 0
+    selected, plain = requests
+    assert selected.identity_selection() == IdentitySelection(min_faces_per_identity=30, max_identities=1200)
+    assert plain.identity_selection() is None

@@ -151,9 +151,10 @@ def _ssd_transform(augment: dict) -> T.Step:
 
 
 def _faster_rcnn_transform(augment: dict) -> T.Step:
+    """Faster R-CNN's transform with its SSD-style pipeline selected (its paper default is DSFD's, tested in test_detect_faster_rcnn.py)."""
     from safefakes.detect import faster_rcnn
 
-    return faster_rcnn.SPEC.build_train_transform(augment)
+    return faster_rcnn.SPEC.build_train_transform({"pipeline": faster_rcnn.SSD_PIPELINE, **augment})
 
 
 def _inner(image: np.ndarray, box: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Faster R-CNN: anchors (incl. size 16), pretrained-weight handling, one real training step and prediction."""
+"""Faster R-CNN: paper length and schedule (10 epochs, decays at 3, 6, 9), DSFD's augmentation, anchors (incl. size 16),
+pretrained-weight handling, one real training step and prediction."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -15,8 +17,12 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from safefakes.common import weights
 from safefakes.common.errors import SafefakesError
+from safefakes.data.wider import WIDER_TRAIN_IMAGES
+from safefakes.detect.dsfd_augment import DSFDAugmentConfig, DSFDTrainTransform
 from safefakes.detect.faster_rcnn import IMAGENET_WEIGHTS, SPEC, FasterRcnnConfig, build_faster_rcnn
-from safefakes.detect.registry import get_detector
+from safefakes.detect.hparams import TrainConfig, iterations_for_epochs, resolve_hparams
+from safefakes.detect.registry import DETECTOR_SPECS, check_hparams, get_detector
+from safefakes.detect.train import LearningRateFactor
 
 SMALL = {"min_size": 64, "max_size": 64, "backbone": "resnet18", "pretrained": "none"}
 
@@ -28,6 +34,66 @@ def test_registered_with_paper_hparams() -> None:
     assert train["batch_size"] == 4 and train["optimizer"] == {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": False}
     assert train["schedule"]["name"] == "step" and train["schedule"]["step_epochs"] == 3 and train["schedule"]["gamma"] == 0.1
     assert model["backbone"] == "resnet50" and model["num_classes"] == 2
+
+
+#: Supplement Sec. III-A: Faster R-CNN trains 10 epochs, the learning rate x0.1 every 3 epochs.
+PAPER_EPOCHS = 10
+PAPER_DECAY_EPOCHS = (3, 6, 9)
+#: The demo's (config.yaml) Faster R-CNN augmentation override.
+DEMO_OUTPUT_SIZE = 256
+
+
+def test_paper_length_is_ten_epochs_with_decays_at_epochs_3_6_9() -> None:
+    train = TrainConfig.from_dict(resolve_hparams(SPEC.paper_hparams, {})["train"])
+    per_epoch = train.iterations_per_epoch(WIDER_TRAIN_IMAGES)
+    total = iterations_for_epochs(train.epochs, WIDER_TRAIN_IMAGES, train.batch_size)
+    assert train.epochs == PAPER_EPOCHS and per_epoch == 3_220 and total == PAPER_EPOCHS * per_epoch == 32_200
+    factor = LearningRateFactor(train.schedule, iterations_per_epoch=per_epoch, total_iterations=total)
+    decays = [iteration for iteration in range(1, total) if factor(iteration) < factor(iteration - 1)]
+    assert decays == [epoch * per_epoch for epoch in PAPER_DECAY_EPOCHS]
+    assert factor(0) == 1.0 and factor(total - 1) == pytest.approx(train.schedule.gamma ** len(PAPER_DECAY_EPOCHS))
+
+
+def test_epochs_convert_to_iterations_as_training_counts_them() -> None:
+    assert iterations_for_epochs(1, 10, 4) == 3 and iterations_for_epochs(2.5, 10, 4) == 8  # ceil(10 / 4) = 3 per epoch
+    with pytest.raises(SafefakesError, match="epochs must be positive"):
+        iterations_for_epochs(0, 10, 4)
+
+
+def test_every_detector_trains_at_the_batch_size_the_workflow_converts_epochs_with() -> None:
+    """`detectors.NAME.epochs` is converted at train.batch_size, default the shared TrainConfig's (config.smk)."""
+    for name in DETECTOR_SPECS:
+        assert resolve_hparams(get_detector(name).paper_hparams, {})["train"]["batch_size"] == TrainConfig().batch_size, name
+
+
+def test_paper_augmentation_is_dsfds_with_data_anchor_sampling() -> None:
+    augment = resolve_hparams(SPEC.paper_hparams, {})["augment"]
+    assert augment["pipeline"] == "dsfd"
+    transform = SPEC.build_train_transform(augment)
+    assert isinstance(transform, DSFDTrainTransform) and transform.config == DSFDAugmentConfig()
+    assert transform.config.data_anchor_sampling_prob == 0.4  # DSFD Sec. 3.3: 2/5 data-anchor-sampling
+    boxes = np.array([[40, 40, 80, 80], [150, 60, 170, 80]], np.float32)
+    samples = [transform.choose_window(boxes, (240, 320), np.random.default_rng(seed))[1] for seed in range(40)]
+    assert any(sample is not None for sample in samples) and any(sample is None for sample in samples)
+    image = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    out, kept = transform(image, boxes, np.random.default_rng(1))
+    assert out.shape == (DSFDAugmentConfig().output_size,) * 2 + (3,) and kept.shape[1] == 4
+
+
+def test_demo_override_keeps_the_dsfd_pipeline_and_the_ssd_pipeline_stays_selectable() -> None:
+    demo = check_hparams("faster_rcnn", {"augment": {"output_size": DEMO_OUTPUT_SIZE}})
+    assert demo["augment"]["pipeline"] == "dsfd" and demo["augment"]["data_anchor_sampling_prob"] == 0.4
+    assert SPEC.build_train_transform(demo["augment"]).config.output_size == DEMO_OUTPUT_SIZE
+    ssd = check_hparams("faster_rcnn", {"augment": {"pipeline": "ssd", "output_size": DEMO_OUTPUT_SIZE}})
+    assert ssd["augment"] == {"pipeline": "ssd", "output_size": DEMO_OUTPUT_SIZE}  # the SSD pipeline's own defaults fill the rest
+    transform = SPEC.build_train_transform(ssd["augment"])
+    assert not isinstance(transform, DSFDTrainTransform)
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    assert transform(image, np.array([[40, 40, 80, 80]], np.float32), np.random.default_rng(0))[0].shape == (DEMO_OUTPUT_SIZE, DEMO_OUTPUT_SIZE, 3)
+    with pytest.raises(SafefakesError, match="data_anchor_sampling_prob"):  # a DSFD-only key is refused by the SSD pipeline
+        check_hparams("faster_rcnn", {"augment": {"pipeline": "ssd", "data_anchor_sampling_prob": 0.4}})
+    with pytest.raises(SafefakesError, match="augment.pipeline must be one of dsfd, ssd"):
+        check_hparams("faster_rcnn", {"augment": {"pipeline": "yolo"}})
 
 
 def test_anchor_sizes_per_fpn_level_include_16() -> None:

@@ -25,6 +25,7 @@ from safefakes.plots.gan_figures import (
     parse_count,
     parse_face_detail,
     parse_key_values,
+    plot_keypoint_coverage,
     size_bin_order,
     use_log_axis,
 )
@@ -160,6 +161,29 @@ def test_plot_fig7_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "expected LABEL=N" in capsys.readouterr().err
 
 
+def test_fig7_draws_an_external_checkpoints_bar_labelled_fdf_star(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Safe Fakes' Fig. 7 bars: original, PIPA, FDF-100k, FDF (4M images each) and FDF* (the released 40M-image model, an
+    externally supplied checkpoint: gans.fig7.external), in the workflow's order."""
+    from safefakes.plots import gan_figures
+
+    aps = {"original": (0.95, 0.93, 0.85), "pipa": (0.87, 0.85, 0.80), "fdf_100k": (0.90, 0.89, 0.83), "fdf": (0.90, 0.89, 0.84), "FDF*": (0.93, 0.91, 0.84)}
+    results = [(label, _write_ap(tmp_path / f"{index}.json", *values)) for index, (label, values) in enumerate(aps.items())]
+    figures = []
+    monkeypatch.setattr(gan_figures, "_save_png", lambda figure, path: figures.append(figure))
+    gan_figures.plot_fig7(gan_figures.training_set_table(results, {"fdf_100k": 100_000}), "dsfd", tmp_path / "fig7.png", tmp_path / "fig7.csv")
+    (figure,) = figures
+    axis = figure.axes[0]
+    assert [tick.get_text() for tick in axis.get_xticklabels()] == ["original", "pipa", "fdf_100k\n(100k faces)", "fdf", "FDF*"]
+    easy_bars = axis.containers[0]
+    assert easy_bars[-1].get_height() == pytest.approx(93.0)  # FDF*'s easy AP, in percent
+    assert list(pd.read_csv(tmp_path / "fig7.csv")["label"]) == list(aps)
+    gan_figures.plt.close(figure)
+    # The workflow passes the label quoted on the command line: `--result 'FDF*=...'`.
+    args = ["plot-fig7", "--detector", "dsfd", *[item for label, path in results for item in ("--result", f"{label}={path}")]]
+    assert main([*args, "--out-png", str(tmp_path / "cli.png"), "--out-csv", str(tmp_path / "cli.csv")]) == 0
+    assert pd.read_csv(tmp_path / "cli.csv")["label"].iloc[-1] == "FDF*"
+
+
 def test_plot_fig9_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png, csv = tmp_path / "fig9.png", tmp_path / "fig9.csv"
     args = [
@@ -203,7 +227,11 @@ def _write_manifest(path: Path, details: dict[str, int], skipped: dict[str, int]
 def test_face_detail_parsing_and_bins() -> None:
     assert size_bin_order() == ["<10", "10-20", "20-50", "50-100", ">=100"]
     assert parse_face_detail("kp=dataset,size=20-50") == ("dataset", "20-50", "dataset")
-    assert parse_face_detail("kp=dlib,size=50-100") == ("detector", "50-100", "dlib")
+    assert parse_face_detail("kp=dlib,size=50-100") == ("dlib", "50-100", "dlib")
+    assert parse_face_detail("kp=rcnn,size=10-20") == ("rcnn", "10-20", "rcnn")
+    assert parse_face_detail("kp=mtcnn,size=10-20") == ("mtcnn", "10-20", "mtcnn")
+    with pytest.raises(SafefakesError, match="unknown landmark source 'sonar'"):
+        parse_face_detail("kp=sonar,size=10-20")
     assert parse_face_detail("kp=none,size=>=100") == ("none", ">=100", "none")
     assert parse_face_detail("kp=none,size=50-100,fallback=blackout") == ("blackout", "50-100", "none")
     with pytest.raises(SafefakesError, match="kp=<source>"):
@@ -228,9 +256,9 @@ def test_keypoint_coverage_table(tmp_path: Path) -> None:
     indexed = table.set_index(["method", "size_bin", "source"])
     assert list(dict.fromkeys(table.loc[table["method"] == "ciagan", "size_bin"])) == ["<10", "20-50", "50-100", ">=100"]
     assert indexed.loc[("ciagan", "20-50", "dataset"), "share"] == pytest.approx(0.75)
-    assert indexed.loc[("ciagan", "20-50", "detector"), "kp_sources"] == "dlib"
+    assert indexed.loc[("ciagan", "20-50", "dlib"), "kp_sources"] == "dlib"
     assert indexed.loc[("ciagan", "50-100", "blackout"), "faces"] == 1
-    assert indexed.loc[("ciagan", "50-100", "detector"), "share"] == pytest.approx(0.75)
+    assert indexed.loc[("ciagan", "50-100", "dlib"), "share"] == pytest.approx(0.75)
     assert indexed.loc[("ciagan", ">=100", "none"), "share"] == pytest.approx(1.0)
     assert indexed.loc[("ciagan", "<10", "skipped_small"), "faces"] == 4
     # a min_face_size above the first bin edge gets its own bin for the skipped faces
@@ -252,3 +280,20 @@ def test_plot_keypoint_coverage_command(tmp_path: Path, capsys: pytest.CaptureFi
     assert "no counts.face_details" in capsys.readouterr().err
     assert main(["plot-keypoint-coverage", "--manifest", f"x={tmp_path / 'none.json'}", "--out-png", str(png), "--out-csv", str(csv)]) == 1
     assert "manifest not found" in capsys.readouterr().err
+
+
+def test_keypoint_coverage_has_a_category_per_landmark_source(tmp_path: Path) -> None:
+    details = {"kp=dataset,size=20-50": 2, "kp=rcnn,size=20-50": 3, "kp=mtcnn,size=20-50": 1, "kp=none,size=20-50": 4}
+    table = coverage_table([("deepprivacy", _write_manifest(tmp_path / "d.json", details, {}))])
+    faces = table.set_index("source")["faces"]
+    assert {source: int(faces[source]) for source in ("dataset", "rcnn", "mtcnn", "dlib", "none", "blackout")} == {
+        "dataset": 2,
+        "rcnn": 3,
+        "mtcnn": 1,
+        "dlib": 0,
+        "none": 4,
+        "blackout": 0,
+    }
+    assert table["share"].sum() == pytest.approx(1.0)
+    plot_keypoint_coverage(table, tmp_path / "cov.png", tmp_path / "cov.csv")
+    assert (tmp_path / "cov.png").read_bytes()[:8] == PNG_SIGNATURE

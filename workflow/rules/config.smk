@@ -14,6 +14,8 @@ if str(Path(workflow.basedir) / "src") not in sys.path:
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from safefakes.anonymize import GAN_METHODS as GAN_NAMES  # every GAN the package trains (GAN_METHODS below: the configured ones)
+from safefakes.data.wider import WIDER_TRAIN_IMAGES
+from safefakes.detect.hparams import TrainConfig, iterations_for_epochs
 from safefakes.evaluate import SCENARIOS
 
 
@@ -34,6 +36,9 @@ def _absolute_config_paths():
     for spec in config.get("gans", {}).get("train_sets", {}).values():
         if "path" in spec:
             spec["path"] = str(Path(spec["path"]).resolve())
+    external = (config.get("gans", {}).get("fig7") or {}).get("external") or {}
+    for label, path in external.items():
+        external[label] = str(Path(path).resolve())
 
 
 # A preset may keep its results apart (config/real_val.yaml: runs/real_val/results/...).
@@ -47,7 +52,7 @@ METHODS = list(config["anonymize"]["methods"])
 DETECTORS = list(config["detectors"])
 SOURCE = config["dataset"]["source"]
 #: Keys of a `detectors` entry that steer the workflow; the others are hyper-parameter sections.
-DETECTOR_PLAN_KEYS = ("iterations", "methods")
+DETECTOR_PLAN_KEYS = ("iterations", "epochs", "methods")
 
 
 def detector_entry(detector):
@@ -55,9 +60,26 @@ def detector_entry(detector):
     return config["detectors"][detector] or {}
 
 
+def detector_training_images():
+    """Images of the detectors' training split, which `epochs` count: WIDER FACE's, or the synthetic set's."""
+    return config["dataset"]["synthetic"]["train_images"] if SOURCE == "synthetic" else WIDER_TRAIN_IMAGES
+
+
+def detector_batch_size(detector):
+    """The detector's training batch: its `train.batch_size` override, else the paper's (every detector's is the
+    shared TrainConfig default; tests/detect/test_detect_faster_rcnn.py checks that they agree)."""
+    return (detector_entry(detector).get("train") or {}).get("batch_size", TrainConfig().batch_size)
+
+
 def detector_iterations(detector):
-    """The detector's Fig. 6 iteration points (its own `iterations`, else `training.iterations`), sorted."""
-    return sorted(detector_entry(detector).get("iterations", config["training"]["iterations"]))
+    """The detector's Fig. 6 iteration points, sorted: its own `iterations`, or its `epochs` in iterations (over
+    detector_training_images() at its batch size, counted as training counts them, so an epoch-based learning-rate
+    schedule decays on epoch boundaries), else `training.iterations`."""
+    entry = detector_entry(detector)
+    if "epochs" in entry:
+        images, batch_size = detector_training_images(), detector_batch_size(detector)
+        return sorted({iterations_for_epochs(epochs, images, batch_size) for epochs in entry["epochs"]})
+    return sorted(entry.get("iterations", config["training"]["iterations"]))
 
 
 def final_iteration(detector):
@@ -134,8 +156,42 @@ def _gan_variants():
 
 
 GAN_VARIANTS = _gan_variants()
+
+
+def external_dataset_name(gan, label):
+    """The anonymized dataset made by an externally supplied checkpoint labelled ``label`` in Fig. 7:
+    ``GAN-external-SLUG`` (``FDF*`` -> ``deepprivacy-external-fdf_star``)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", label.lower().replace("*", "_star")).strip("_")
+    if not slug:
+        raise ValueError(f"config: gans.fig7.external label {label!r} needs a letter or digit")
+    return f"{gan}-external-{slug}"
+
+
+def _external_gan_datasets():
+    """Fig. 7's externally supplied checkpoints (gans.fig7.external: label -> file): dataset name -> (gan, file, label).
+    A configured file that is missing stops the DAG build here: the workflow does not make it."""
+    fig7 = GANS.get("fig7") or {}
+    datasets = {}
+    for label, path in (fig7.get("external") or {}).items():
+        name = external_dataset_name(fig7["gan"], label)
+        if name in datasets:
+            raise ValueError(f"config: gans.fig7.external labels {datasets[name][2]!r} and {label!r} give the same dataset name {name}")
+        if label in fig7["train_sets"] or label == "original":
+            raise ValueError(f"config: gans.fig7.external label {label!r} is already a Fig. 7 bar (a training set or original)")
+        generator_file = Path(path).resolve()
+        if not generator_file.is_file():
+            raise ValueError(
+                f"config: gans.fig7.external.{label}: checkpoint {path} not found ({generator_file}); put the {fig7['gan']} generator "
+                f"checkpoint there (a `safefakes train-gan` iter_N.pt) or remove the entry"
+            )
+        datasets[name] = (fig7["gan"], str(generator_file), label)
+    return datasets
+
+
+#: Anonymized datasets made by externally supplied generator checkpoints (Fig. 7's FDF* bar): name -> (gan, file, label).
+GAN_EXTERNAL = _external_gan_datasets()
 #: Every anonymized training set a detector may be trained on.
-DATASETS = METHODS + sorted(GAN_VARIANTS)
+DATASETS = METHODS + sorted(GAN_VARIANTS) + sorted(GAN_EXTERNAL)
 FIGURE_DETECTORS = GANS.get("figure_detectors", [PRIVACY_DETECTOR] if PRIVACY_DETECTOR else [])
 
 DETECTABILITY_DETECTORS = config.get("detectability", {}).get("detectors", [])

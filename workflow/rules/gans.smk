@@ -39,7 +39,7 @@ rule train_gan:
         PATHS["gan_checkpoint"],
     params:
         hparams=gan_hparams,
-        max_faces=gan_max_faces_arg,
+        train_set_cuts=gan_train_set_args,
         checkpoints=subpath(output[0], parent=True),
         state_dir=PATHS["gan_state"],
         seed=GANS.get("seed", 0),
@@ -57,7 +57,7 @@ rule train_gan:
         runtime=grows_with_attempt(2880),
         gpu=1,
     shell:
-        "OMP_NUM_THREADS={threads} python -m safefakes train-gan --gan {wildcards.gan} --train-set {input.train_set} {params.max_faces}"
+        "OMP_NUM_THREADS={threads} python -m safefakes train-gan --gan {wildcards.gan} --train-set {input.train_set} {params.train_set_cuts}"
         " --iterations {wildcards.iterations} --checkpoints {params.checkpoints} --state-dir {params.state_dir}"
         " --hparams {params.hparams} --seed {params.seed} --device {params.device} 2> {log}"
 
@@ -115,7 +115,7 @@ rule fig7:
         png=report(PATHS["fig7_png"], caption="../report/fig7.rst", category="Fig. 7: anonymizer training set"),
         csv=PATHS["fig7_csv"],
     params:
-        results=result_args,
+        results=fig7_result_args,
         faces=fig7_face_args,
     conda:
         CONDA_ENV

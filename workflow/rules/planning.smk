@@ -16,12 +16,16 @@ def wider_archive_args():
 
 
 def dataset_method(name):
-    """The anonymization method that makes the dataset ``name`` (a GAN variant is made by its GAN)."""
+    """The anonymization method that makes the dataset ``name`` (a GAN variant, or an external checkpoint's dataset, is made by its GAN)."""
+    if name in GAN_EXTERNAL:
+        return GAN_EXTERNAL[name][0]
     return GAN_VARIANTS[name][0] if name in GAN_VARIANTS else name
 
 
 def dataset_checkpoint(name):
     """The generator checkpoint that makes the dataset ``name``, or None for a conventional method."""
+    if name in GAN_EXTERNAL:
+        return GAN_EXTERNAL[name][1]
     if name in GAN_VARIANTS:
         gan, train_set, iterations = GAN_VARIANTS[name]
         return gan_checkpoint_path(gan, train_set, iterations)
@@ -182,10 +186,20 @@ def result_args(wildcards, input):
 # GAN training sets, runs and figures (rules in gans.smk).
 
 
-def gan_max_faces_arg(wildcards):
-    """`--max-faces N` when the training set is cut (Fig. 7), else nothing."""
-    max_faces = GANS["train_sets"][wildcards.train_set].get("max_faces")
-    return "" if max_faces is None else f"--max-faces {max_faces}"
+#: gans.train_sets keys that cut a training set -> the `safefakes train-gan` option that does it.
+GAN_TRAIN_SET_CUTS = {
+    "max_faces": "--max-faces",
+    "min_faces_per_identity": "--min-faces-per-identity",
+    "max_identities": "--max-identities",
+    "keypoints7": "--keypoints7",  # not a cut: where PIPA / identity-set crops get DeepPrivacy's 7 keypoints (rcnn, dlib, rcnn_or_dlib)
+}
+
+
+def gan_train_set_args(wildcards):
+    """`--max-faces N` when the training set is cut (Fig. 7), and the identity selection of an identity set
+    (`--min-faces-per-identity N --max-identities N`: CIAGAN's CelebA subset), else nothing."""
+    spec = GANS["train_sets"][wildcards.train_set]
+    return " ".join(f"{option} {spec[key]}" for key, option in GAN_TRAIN_SET_CUTS.items() if spec.get(key) is not None)
 
 
 def previous_gan_checkpoint(wildcards):
@@ -213,15 +227,29 @@ def gan_figure_iteration(detector):
     return point
 
 
+def fig7_external_key(name):
+    """The rule input name of an external checkpoint's dataset (a Python name; its bar label is in GAN_EXTERNAL)."""
+    return name.replace("-", "_")
+
+
 def fig7_inputs(wildcards):
-    """Fig. 7: APs after training on data anonymized by the GAN trained on each training set, plus original data."""
+    """Fig. 7: APs after training on data anonymized by the GAN trained on each training set, plus original data,
+    then those of each externally supplied checkpoint (gans.fig7.external, e.g. FDF*: the released 40M-image model)."""
     fig7 = GANS["fig7"]
     final = gan_figure_iteration(wildcards.detector)
     inputs = {"original": evaluation_json(wildcards.detector, "original", final)} if "original" in METHODS else {}
     for train_set in fig7["train_sets"]:
         name = gan_dataset_name(fig7["gan"], train_set, fig7["iterations"])
         inputs[train_set] = evaluation_json(wildcards.detector, name, final)
+    for name in GAN_EXTERNAL:
+        inputs[fig7_external_key(name)] = evaluation_json(wildcards.detector, name, final)
     return inputs
+
+
+def fig7_result_args(wildcards, input):
+    """`--result LABEL=PATH` of Fig. 7's inputs, in bar order: an external checkpoint's bar carries its configured label."""
+    labels = {fig7_external_key(name): label for name, (_, _, label) in GAN_EXTERNAL.items()}
+    return " ".join(f"--result {shlex.quote(f'{labels.get(key, key)}={path}')}" for key, path in input.items())
 
 
 def fig7_face_args(wildcards):
@@ -246,3 +274,19 @@ def fig9_reference_args(wildcards):
     if "original" not in METHODS:
         return ""
     return f"--reference original={shlex.quote(evaluation_json(wildcards.detector, 'original', gan_figure_iteration(wildcards.detector)))}"
+
+
+def table2_plan():
+    """The anonymized datasets Table II correlates and the one detector iteration their mAPs come from.
+
+    The points are the Fig. 4 methods plus the GAN checkpoints of Figs. 7 and 9 (GAN_VARIANTS, and Fig. 7's
+    externally supplied ones, GAN_EXTERNAL), when the
+    privacy detector is one of gans.figure_detectors (otherwise the variants have no mAP of that detector,
+    and training it on them only for Table II is left out). The variants are evaluated at
+    gan_figure_iteration (gans.detector_iteration), and the Fig. 4 methods have that iteration point too,
+    so every point is read there: mAPs of different training lengths are never mixed in one correlation.
+    Without variants the points are read at the detector's final iteration, Fig. 4's.
+    """
+    variants = sorted(GAN_VARIANTS) + sorted(GAN_EXTERNAL) if PRIVACY_DETECTOR in FIGURE_DETECTORS else []
+    iteration = gan_figure_iteration(PRIVACY_DETECTOR) if variants else final_iteration(PRIVACY_DETECTOR)
+    return ANONYMIZED_METHODS + variants, iteration

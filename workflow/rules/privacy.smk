@@ -6,21 +6,6 @@
 METRICS_SEED = config["privacy"]["metrics"].get("seed", config["anonymize"]["seed"])
 
 
-def table2_plan():
-    """The anonymized datasets Table II correlates and the one detector iteration their mAPs come from.
-
-    The points are the Fig. 4 methods plus the GAN checkpoints of Figs. 7 and 9 (GAN_VARIANTS), when the
-    privacy detector is one of gans.figure_detectors (otherwise the variants have no mAP of that detector,
-    and training it on them only for Table II is left out). The variants are evaluated at
-    gan_figure_iteration (gans.detector_iteration), and the Fig. 4 methods have that iteration point too,
-    so every point is read there: mAPs of different training lengths are never mixed in one correlation.
-    Without variants the points are read at the detector's final iteration, Fig. 4's.
-    """
-    variants = sorted(GAN_VARIANTS) if PRIVACY_DETECTOR in FIGURE_DETECTORS else []
-    iteration = gan_figure_iteration(PRIVACY_DETECTOR) if variants else final_iteration(PRIVACY_DETECTOR)
-    return ANONYMIZED_METHODS + variants, iteration
-
-
 if PRIVACY_DETECTOR:
     TABLE2_DATASETS, TABLE2_ITERATION = table2_plan()
     #: The Table II points a GAN made (the Fig. 4 GANs and their variants); the rest are grouped by the table2 command.

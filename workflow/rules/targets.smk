@@ -1,4 +1,4 @@
-# The targets of `rule all`: every figure and table of the configured study.
+# The default targets: every figure and table of the configured study (the Snakefile's first rule asks for them).
 
 
 def all_targets():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,8 @@ from safefakes.anonymize import CONVENTIONAL_METHODS, GAN_METHODS
 from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
+
+LOGGER = logging.getLogger(__name__)
 
 #: The reserved parameter name every method accepts (see :attr:`MethodConfig.STRENGTH_DOC`).
 STRENGTH_KEY = "strength"
@@ -280,6 +283,21 @@ def method_config(method: str, params: Mapping[str, Any] | None = None) -> Metho
 def build_anonymizer(method: str, params: Mapping[str, Any] | None = None) -> FaceAnonymizer:
     """Build the anonymizer ``method`` with ``params`` (strings or typed values; ``strength`` accepted by all)."""
     return get_anonymizer_spec(method).build(method_config(method, params))
+
+
+def run_record(anonymizer: FaceAnonymizer) -> dict[str, Any]:
+    """What a method decided for this run beyond its parameters (a GAN: where its landmarks come from), from its
+    optional ``run_record()`` method: ``{section: {..., "summary": one line[, "used_fallback": bool]}}``; empty for
+    methods without one. The dataset commands write it to the manifest and log it once per run."""
+    record = getattr(anonymizer, "run_record", None)
+    return dict(record()) if callable(record) else {}
+
+
+def log_run_record(method: str, record: Mapping[str, Any]) -> None:
+    """Log each section of a :func:`run_record` once: its summary, as a warning when a fallback replaced what was asked."""
+    for section, values in record.items():
+        level = logging.WARNING if values.get("used_fallback") else logging.INFO
+        LOGGER.log(level, "%s %s: %s", method, section, values.get("summary", values))
 
 
 def parse_param_assignments(assignments: Sequence[str]) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 ``OUT`` receives ``WIDER_{split}/images/...`` (the anonymized images, same names, same formats),
 ``wider_face_split/`` (the annotation files; the processed split's ``bbx_gt`` and extras filtered to
-the images written), ``ground_truth/`` when the source has one, and ``manifest.json``.
+the images written), ``ground_truth/`` when the source has one, and ``manifest.json`` (settings and counts; a GAN method adds what its
+landmarks come from, ``method_record``, logged once per run, and its faces per landmark source, ``counts.landmark_sources``).
 
 Bad-image policy (``on_bad_image``): an image that is missing, empty, truncated or undecodable, or that
 the method refuses, is either a hard error naming the file (``error``) or left out of both the image
@@ -32,7 +33,8 @@ import cv2
 import numpy as np
 
 from safefakes import __version__
-from safefakes.anonymize.base import FaceAnonymizer, build_anonymizer
+from safefakes.anonymize.base import FaceAnonymizer, build_anonymizer, log_run_record, run_record
+from safefakes.anonymize.gan.keypoints import landmark_source_counts
 from safefakes.anonymize.images import (
     DEFAULT_JPEG_QUALITY,
     BadImageError,
@@ -303,9 +305,12 @@ def build_manifest(
         faces_skipped.update(result.faces_skipped)
         face_details.update(result.face_details)
     failures = [r for r in results if not r.written]
+    landmark_sources = landmark_source_counts(face_details)
+    record = run_record(anonymizer)
     return {
         "method": job.method,
         "params": anonymizer.config.to_dict(),
+        **({"method_record": record} if record else {}),
         "seed": job.seed,
         "split": job.split,
         "source": str(job.wider_root),
@@ -322,6 +327,7 @@ def build_manifest(
             "faces_skipped": dict(sorted(faces_skipped.items())),
             "faces_in_skipped_images": sum(faces_per_image[r.name] for r in failures),
             "face_details": dict(sorted(face_details.items())),
+            **({"landmark_sources": landmark_sources} if landmark_sources else {}),
             "degenerate_boxes_dropped": sum(a.dropped_degenerate for a in annotations),
         },
         "failures": [{"image": r.name, "reason": r.failure_reason, "detail": r.failure_detail} for r in failures],
@@ -361,6 +367,7 @@ def anonymize_dataset(job: AnonymizeJob) -> dict[str, Any]:
     started = time.perf_counter()
     layout = WiderLayout(job.wider_root)
     anonymizer = build_anonymizer(job.method, job.params)  # validates the parameters before any work
+    log_run_record(job.method, run_record(anonymizer))  # once per run (workers build their own, silently)
     annotations, extras = _load_tasks(layout, job.split)
     with atomic_directory(job.out) as staging:
         target = WiderLayout(staging)

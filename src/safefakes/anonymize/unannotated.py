@@ -34,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from safefakes.anonymize.base import build_anonymizer
+from safefakes.anonymize.base import build_anonymizer, log_run_record, run_record
 from safefakes.anonymize.coverage import (
     ALL_FACES,
     IOU_MATCH,
@@ -348,6 +348,7 @@ def anonymize_unannotated(job: FoundBoxesJob) -> dict[str, Any]:
     _check_out(folder, settings.out)
     threshold, review = _thresholds(job)
     anonymizer = build_anonymizer(settings.method, settings.params)  # validates the parameters before any work
+    log_run_record(settings.method, run_record(anonymizer))
     names, ignored = list_images(folder.images_dir)
     if not names:
         raise SafefakesError(f"no {'/'.join(sorted(set(IMAGE_FORMATS)))} images under {folder.images_dir}")

@@ -5,6 +5,13 @@ ImageNet-pretrained ResNet-50, anchors of size 16 added, SGD lr 1e-3, momentum 0
 1e-4, lr x0.1 every 3 epochs, 10 epochs, batch 4, DSFD's data augmentation, the first three layers
 of the pretrained backbone frozen.
 
+Augmentation (the ``augment`` section). ``pipeline: dsfd`` (the paper's, the default) is DSFD's own training
+augmentation, :class:`~safefakes.detect.dsfd_augment.DSFDTrainTransform` with data-anchor-sampling included, and
+takes :class:`~safefakes.detect.dsfd_augment.DSFDAugmentConfig`'s keys; ``pipeline: ssd`` is the plain SSD-style
+pipeline (photometric distortion, zoom-out, random square crop, flip; no data-anchor-sampling) and takes
+:class:`~safefakes.detect.transforms.SsdStyleAugmentConfig`'s keys. Naming the other pipeline in an override
+starts from that pipeline's defaults (:func:`~safefakes.detect.hparams.resolve_hparams`).
+
 Anchor mapping. torchvision's RPN head shares one convolution over all FPN levels, so every level
 needs the same number of anchors per location. The six sizes 16..512 are spread over the five
 levels as two sizes per level, each level's pair being its stride-matched size and twice that::
@@ -44,7 +51,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from safefakes.common.config import build_config
 from safefakes.common.errors import SafefakesError
 from safefakes.common.weights import NO_PRETRAINED, Initialisation, resolve_pretrained
-from safefakes.detect.hparams import PredictConfig, TrainConfig
+from safefakes.detect.dsfd_augment import DSFDAugmentConfig, DSFDTrainTransform
+from safefakes.detect.hparams import AUGMENT_PIPELINE_KEY, PredictConfig, TrainConfig
 from safefakes.detect.registry import DetectorSpec, TrainTransform
 from safefakes.detect.transforms import SsdStyleAugmentConfig, build_ssd_style_transform
 
@@ -60,6 +68,12 @@ IMAGENET_WEIGHTS = {"resnet18": "resnet18", "resnet34": "resnet34", "resnet50": 
 COCO_WEIGHTS = "fasterrcnn_coco"
 #: torchvision's ResNet bottleneck width, the one the pretrained files have.
 PRETRAINED_WIDTH_PER_GROUP = 64
+#: ``augment.pipeline`` values: DSFD's augmentation with data-anchor-sampling (paper: "the same data augmentation as
+#: DSFD"), or the plain SSD-style pipeline without it.
+DSFD_PIPELINE = "dsfd"
+SSD_PIPELINE = "ssd"
+AUGMENT_PIPELINES = (DSFD_PIPELINE, SSD_PIPELINE)
+PAPER_AUGMENT_PIPELINE = DSFD_PIPELINE
 
 
 @dataclass(frozen=True)
@@ -245,8 +259,16 @@ def build_faster_rcnn(raw_config: Mapping[str, Any], load_pretrained: bool = Tru
 
 
 def build_faster_rcnn_transform(raw_augment: Mapping[str, Any]) -> TrainTransform:
-    """The DSFD-style training augmentation (paper: "the same data augmentation as DSFD")."""
-    return build_ssd_style_transform(SsdStyleAugmentConfig.from_dict(raw_augment))
+    """The training augmentation the ``augment`` section's ``pipeline`` names: DSFD's with data-anchor-sampling
+    (``dsfd``, the paper's "same data augmentation as DSFD"), or the SSD-style one (``ssd``); the other keys are
+    that pipeline's settings (unknown ones refused)."""
+    settings = dict(raw_augment or {})
+    pipeline = settings.pop(AUGMENT_PIPELINE_KEY, PAPER_AUGMENT_PIPELINE)
+    if pipeline == DSFD_PIPELINE:
+        return DSFDTrainTransform(DSFDAugmentConfig.from_dict(settings))
+    if pipeline == SSD_PIPELINE:
+        return build_ssd_style_transform(SsdStyleAugmentConfig.from_dict(settings))
+    raise SafefakesError(f"augment.{AUGMENT_PIPELINE_KEY} must be one of {', '.join(AUGMENT_PIPELINES)}, got {pipeline!r}")
 
 
 def _plain(obj: Any) -> Any:
@@ -260,7 +282,7 @@ SPEC = DetectorSpec(
     build_train_transform=build_faster_rcnn_transform,
     paper_hparams={
         "model": _plain(FasterRcnnConfig()),
-        "augment": _plain(SsdStyleAugmentConfig()),
+        "augment": {AUGMENT_PIPELINE_KEY: PAPER_AUGMENT_PIPELINE, **_plain(DSFDAugmentConfig())},
         "train": _plain(TrainConfig()),
         "predict": _plain(PredictConfig()),
     },

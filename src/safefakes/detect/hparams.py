@@ -172,14 +172,40 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 HPARAM_SECTIONS = ("model", "augment", "train", "predict")
+#: The key of an ``augment`` section that picks one of several augmentation pipelines (Faster R-CNN: ``dsfd`` or ``ssd``).
+AUGMENT_PIPELINE_KEY = "pipeline"
+
+
+def iterations_for_epochs(epochs: float, dataset_size: int, batch_size: int) -> int:
+    """The iteration count of ``epochs`` epochs over ``dataset_size`` images at ``batch_size``, counted as training
+    counts them (:meth:`TrainConfig.iterations_per_epoch`), so that an epoch-based schedule decays on epoch boundaries."""
+    if epochs <= 0:
+        raise SafefakesError(f"epochs must be positive, got {epochs}")
+    return TrainConfig(batch_size=batch_size, epochs=epochs).default_iterations(dataset_size)
+
+
+def _merge_augment(paper_augment: Mapping[str, Any], override_augment: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``augment`` section: the override merged onto the paper's, unless the override picks another
+    ``pipeline`` than the paper's; the paper's values belong to its own pipeline, so that override then stands alone
+    (the pipeline's defaults fill the rest)."""
+    paper_pipeline = paper_augment.get(AUGMENT_PIPELINE_KEY)
+    chosen_pipeline = override_augment.get(AUGMENT_PIPELINE_KEY, paper_pipeline)
+    if chosen_pipeline != paper_pipeline:
+        return copy.deepcopy(dict(override_augment))
+    return deep_merge(paper_augment, override_augment)
 
 
 def resolve_hparams(paper_hparams: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """The detector's paper hyper-parameters with ``override`` merged in; refuses unknown sections."""
+    """The detector's paper hyper-parameters with ``override`` merged in; refuses unknown sections.
+
+    An ``augment`` override naming another ``pipeline`` than the paper's replaces the paper's section (see
+    :func:`_merge_augment`)."""
     unknown = sorted(set(override) - set(HPARAM_SECTIONS))
     if unknown:
         raise SafefakesError(f"unknown hyper-parameter section(s): {', '.join(unknown)}; expected {', '.join(HPARAM_SECTIONS)}")
     merged = deep_merge(paper_hparams, override)
+    if isinstance(override.get("augment"), Mapping):
+        merged["augment"] = _merge_augment(paper_hparams.get("augment") or {}, override["augment"])
     for section in HPARAM_SECTIONS:
         merged.setdefault(section, {})
     # Validate the shared sections early so that a bad value fails before any training starts.

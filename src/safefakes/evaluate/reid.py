@@ -96,13 +96,14 @@ def anonymizer_function(method: str, strength: float | None, params: Mapping[str
     if method == NO_ANONYMIZATION:
         return lambda image, _faces, _rng: image
     try:
-        from safefakes.anonymize.base import build_anonymizer
+        from safefakes.anonymize.base import build_anonymizer, log_run_record, run_record
     except ImportError as error:
         raise SafefakesError(f"anonymizers are not available ({error})") from None
     values: dict[str, Any] = dict(params or {})
     if strength is not None:
         values["strength"] = strength
     anonymizer = build_anonymizer(method, values)
+    log_run_record(method, run_record(anonymizer))  # a GAN's landmark detector, once
 
     def apply(image: np.ndarray, faces: list[FaceBox], rng: np.random.Generator) -> np.ndarray:
         result, _outcomes = anonymizer.anonymize(image, faces, None, rng)

@@ -5,7 +5,7 @@
 * Fig. 7: detector AP per difficulty against the anonymizer's training set (PIPA 38k, FDF 100k, ...).
 * Fig. 9: detector AP per difficulty against the anonymizer's training iterations.
 * Landmark coverage: per GAN method and face-size bin, where each face's landmarks came from (the
-  dataset, a detector, none, blacked out instead), read from the anonymization manifests'
+  dataset, Keypoint R-CNN, MTCNN, dlib, none, blacked out instead), read from the anonymization manifests'
   ``counts.face_details`` (keys ``kp=<source>,size=<bin>[,fallback=blackout]``).
 """
 
@@ -31,6 +31,7 @@ import pandas as pd  # noqa: E402
 from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE  # noqa: E402
 from safefakes.anonymize.gan.crops import context_square, extract_square  # noqa: E402
 from safefakes.anonymize.gan.keypoints import SIZE_BIN_EDGES, size_bin  # noqa: E402
+from safefakes.anonymize.gan.keypoints import parse_face_detail as parse_landmark_detail  # noqa: E402
 from safefakes.common.errors import SafefakesError  # noqa: E402
 from safefakes.common.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from safefakes.common.weights import require_one_initialisation  # noqa: E402
@@ -67,16 +68,27 @@ class Fig1Config:
     crop_row_inches: float = 1.8  # height of one row of zoomed crops
 
 
-#: Landmark sources of the coverage figure, bottom to top of each stacked bar.
-COVERAGE_SOURCES = ("dataset", "detector", "none", "blackout", "skipped_small")
+#: Landmark sources of the coverage figure, bottom to top of each stacked bar: the dataset's, each detector's
+#: (the anonymizer's ``kp=`` names), none found, blacked out for want of landmarks, and faces too small to anonymize.
+COVERAGE_SOURCES = ("dataset", "rcnn", "mtcnn", "dlib", "none", "blackout", "skipped_small")
 COVERAGE_LABELS = {
     "dataset": "dataset landmarks",
-    "detector": "detected landmarks",
+    "rcnn": "Keypoint R-CNN (7 keypoints)",
+    "mtcnn": "MTCNN (eyes, nose)",
+    "dlib": "dlib (68 landmarks)",
     "none": "generated without landmarks",
     "blackout": "blacked out (no landmarks)",
     "skipped_small": "left as is (below min size)",
 }
-COVERAGE_COLORS = {"dataset": "#55a868", "detector": "#4c72b0", "none": "#dd8452", "blackout": "#333333", "skipped_small": "#bbbbbb"}
+COVERAGE_COLORS = {
+    "dataset": "#55a868",
+    "rcnn": "#4c72b0",
+    "mtcnn": "#8172b3",
+    "dlib": "#64b5cd",
+    "none": "#dd8452",
+    "blackout": "#333333",
+    "skipped_small": "#bbbbbb",
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,18 +346,12 @@ def size_bin_order(edges: Sequence[int] = SIZE_BIN_EDGES) -> list[str]:
 
 
 def parse_face_detail(detail: str) -> tuple[str, str, str]:
-    """``kp=<source>,size=<bin>[,fallback=blackout]`` as ``(coverage source, size bin, landmark source name)``."""
-    fields = dict(part.partition("=")[::2] for part in detail.split(","))
-    if "kp" not in fields or "size" not in fields:
-        raise SafefakesError(f"face detail {detail!r}: expected kp=<source>,size=<bin>[,fallback=blackout]")
-    name = fields["kp"]
-    if fields.get("fallback") == "blackout":
-        source = "blackout"
-    elif name in ("dataset", "none"):
-        source = name
-    else:
-        source = "detector"
-    return source, fields["size"], name
+    """``kp=<source>,size=<bin>[,fallback=blackout]`` as ``(coverage source, size bin, landmark source name)``: the
+    coverage source is the landmark source, or ``blackout`` for a face blacked out instead; unknown sources are an error."""
+    parsed = parse_landmark_detail(detail)
+    if parsed.counted_source not in COVERAGE_SOURCES:
+        raise SafefakesError(f"face detail {detail!r}: unknown landmark source {parsed.source!r}; expected one of {', '.join(COVERAGE_SOURCES[:-1])}")
+    return parsed.counted_source, parsed.size_bin, parsed.source
 
 
 def _read_manifest(path: str | os.PathLike[str], method: str) -> tuple[dict, dict]:
@@ -425,9 +431,7 @@ def plot_keypoint_coverage(table: pd.DataFrame, out_png: str | os.PathLike[str],
         totals = part.groupby("size_bin", sort=False)["faces"].sum().reindex(bins)
         for position, total in enumerate(totals):
             axis.annotate(f"n={total}", (position, 100), ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
-        detectors = sorted(set("+".join(part.loc[part["source"] == "detector", "kp_sources"]).split("+")) - {""})
-        suffix = f" (detector: {', '.join(detectors)})" if detectors else ""
-        axis.set_title(f"{METHOD_LABELS.get(method, method)}{suffix}", fontsize=9)
+        axis.set_title(METHOD_LABELS.get(method, method), fontsize=9)
         axis.set_xticks(range(len(bins)), bins, fontsize=8)
         axis.set_xlabel("face size (px, sqrt of box area)")
         axis.set_ylim(0, 112)
@@ -436,8 +440,11 @@ def plot_keypoint_coverage(table: pd.DataFrame, out_png: str | os.PathLike[str],
         axis.set_ylabel("share of faces (%)")
     for axis in list(axes.flat)[len(methods) :]:
         axis.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncols=len(COVERAGE_SOURCES), fontsize=7, bbox_to_anchor=(0.5, -0.02))
+    # One legend entry per source that some face of the figure has (a category per source, empty ones left out).
+    present = [source for source in COVERAGE_SOURCES if table.loc[table["source"] == source, "faces"].sum() > 0]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COVERAGE_COLORS[source]) for source in present]
+    labels = [COVERAGE_LABELS[source] for source in present]
+    figure.legend(handles, labels, loc="lower center", ncols=max(1, len(present)), fontsize=7, bbox_to_anchor=(0.5, -0.02))
     figure.suptitle("Where the GAN methods' face landmarks came from, by face size")
     figure.tight_layout(rect=(0, 0.05, 1, 1))
     _save_png(figure, out_png)

@@ -8,11 +8,15 @@ and the result is pasted back inside the box only. What the generator learns of 
 position and landmarks, never its pixels.
 
 Landmarks (the GAN's kind: 7 keypoints or 68 landmarks) come from the dataset's extras when it has
-them and ``dataset_landmarks`` is on, else from the detector (:mod:`.keypoints`, :mod:`.landmarks68`).
-A face without landmarks is generated without them (DeepPrivacy, Sun2018) or blacked out (CIAGAN),
-as in Safe Fakes Sec. III-C. Each anonymized face's outcome detail is
-``kp=<source>,size=<bin>[,fallback=blackout]``, so the manifest's ``face_details`` gives landmark
-coverage by face size.
+them and ``dataset_landmarks`` is on, else from the detector ``keypoint_source`` names (``auto``: the
+paper's, Keypoint R-CNN for DeepPrivacy, dlib for CIAGAN and Sun2018; :mod:`.keypoints`, :mod:`.landmarks68`).
+A detector that cannot run here is replaced only as ``keypoint_fallback`` says (default ``error``: the
+method refuses to start, naming ``safefakes fetch-weights``); the choice is made once, when the method is
+built, and recorded (:meth:`GanAnonymizer.run_record`, in the manifest). A face without landmarks is
+generated without them (DeepPrivacy, Sun2018) or blacked out (CIAGAN), as in Safe Fakes Sec. III-C. Each
+anonymized face's outcome detail is ``kp=<source>,size=<bin>[,fallback=blackout]``
+(:class:`~safefakes.anonymize.gan.keypoints.FaceLandmarkDetail`), so the manifest's ``face_details`` gives
+landmark coverage by face size and ``landmark_sources`` the faces per source.
 
 Randomness: each face's random inputs are drawn from its image's generator in face order, so results
 do not depend on how images are batched.
@@ -31,8 +35,19 @@ from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE, SKIP_OUTSIDE_IMAGE, An
 from safefakes.anonymize.conventional import check_extras, clip_box
 from safefakes.anonymize.gan.crops import FaceCrop, block_boxes, make_face_crop, paste_inside_box
 from safefakes.anonymize.gan.cropsets import landmarks_with_visibility
-from safefakes.anonymize.gan.keypoints import KEYPOINT_SOURCES, build_keypoint_source, keypoints_from_extras, size_bin
-from safefakes.anonymize.gan.landmarks68 import LANDMARK68_SOURCES, build_landmark68_source
+from safefakes.anonymize.gan.keypoints import (
+    KEYPOINT_FALLBACKS,
+    KEYPOINT_SOURCES,
+    SOURCE_DATASET,
+    SOURCE_NONE,
+    DetectorChoice,
+    FaceLandmarkDetail,
+    build_keypoint_detector,
+    choose_keypoint_detector,
+    keypoints_from_extras,
+    size_bin,
+)
+from safefakes.anonymize.gan.landmarks68 import LANDMARK68_FALLBACKS, LANDMARK68_SOURCES, DlibLandmarks68, NoLandmarks, choose_landmark68_detector
 from safefakes.anonymize.gan.recipe import GanRecipe, get_recipe
 from safefakes.anonymize.gan.training import GanCheckpoint, load_gan_checkpoint
 from safefakes.common.errors import SafefakesError
@@ -47,7 +62,8 @@ class GanMethodConfig(MethodConfig):
     checkpoint: str | None = None  # generator checkpoint from `safefakes train-gan` (required to anonymize)
     min_face_size: float = 10.0  # Safe Fakes Sec. III-C: faces under 10 px are left as they are
     context_factor: float = 2.0  # crop side / face box side; must match the training crops
-    keypoint_source: str = "auto"  # detector for faces without dataset landmarks: auto, rcnn, mtcnn, dlib or none
+    keypoint_source: str = "auto"  # detector for faces without dataset landmarks: auto (the paper's: rcnn / dlib), rcnn, mtcnn, dlib or none
+    keypoint_fallback: str = "error"  # when that detector cannot run here: error (refuse), mtcnn (DeepPrivacy) or none
     dataset_landmarks: bool = True  # use the dataset's ground-truth landmarks where it has them
     batch_images: int = 8  # images handed to anonymize_batch at once
     batch_faces: int = 64  # faces per generator forward pass
@@ -60,6 +76,8 @@ class GanMethodConfig(MethodConfig):
         require(self.context_factor >= 1, f"context_factor must be >= 1, got {self.context_factor}")
         sources = sorted(set(KEYPOINT_SOURCES) | set(LANDMARK68_SOURCES))
         require(self.keypoint_source in sources, f"keypoint_source must be one of {', '.join(sources)}")
+        fallbacks = sorted(set(KEYPOINT_FALLBACKS) | set(LANDMARK68_FALLBACKS))
+        require(self.keypoint_fallback in fallbacks, f"keypoint_fallback must be one of {', '.join(fallbacks)}")
         require(self.batch_images >= 1 and self.batch_faces >= 1, "batch_images and batch_faces must be >= 1")
 
 
@@ -83,9 +101,16 @@ class GanAnonymizer:
         self.config = config
         self.batch_size = config.batch_images
         self.recipe: GanRecipe = get_recipe(name)
-        allowed = KEYPOINT_SOURCES if self.recipe.landmark_kind == "keypoints7" else LANDMARK68_SOURCES
+        keypoints7 = self.recipe.landmark_kind == "keypoints7"
+        allowed = KEYPOINT_SOURCES if keypoints7 else LANDMARK68_SOURCES
         if config.keypoint_source not in allowed:
             raise SafefakesError(f"method {name}: keypoint_source must be one of {', '.join(allowed)} (its landmarks are {self.recipe.landmark_kind})")
+        fallbacks = KEYPOINT_FALLBACKS if keypoints7 else LANDMARK68_FALLBACKS
+        if config.keypoint_fallback not in fallbacks:
+            raise SafefakesError(f"method {name}: keypoint_fallback must be one of {', '.join(fallbacks)} (its landmarks are {self.recipe.landmark_kind})")
+        choose = choose_keypoint_detector if keypoints7 else choose_landmark68_detector
+        # Decided here, before any image: a detector that cannot run is refused or replaced as configured, never silently.
+        self.landmark_choice: DetectorChoice = choose(config.keypoint_source, config.keypoint_fallback)
         self._generator: nn.Module | None = None
         self._checkpoint: GanCheckpoint | None = None
         self._landmark_source: Any = None
@@ -104,13 +129,19 @@ class GanAnonymizer:
         return self._generator, self._checkpoint
 
     def landmark_source(self) -> Any:
-        """The detector for faces without dataset landmarks (built on first need)."""
+        """The chosen detector for faces without dataset landmarks (:attr:`landmark_choice`; built on first need)."""
         if self._landmark_source is None:
+            detector = self.landmark_choice.detector
             if self.recipe.landmark_kind == "keypoints7":
-                self._landmark_source = build_keypoint_source(self.config.keypoint_source, self.device.type)
+                self._landmark_source = build_keypoint_detector(detector, self.device.type)
             else:
-                self._landmark_source = build_landmark68_source(self.config.keypoint_source)
+                self._landmark_source = NoLandmarks() if detector == SOURCE_NONE else DlibLandmarks68()
         return self._landmark_source
+
+    def run_record(self) -> dict[str, Any]:
+        """What this run's landmarks come from, for the log and the manifest: dataset landmarks on or off, and the
+        detector choice (asked for, fallback setting, used, why)."""
+        return {"landmarks": {"dataset_landmarks": self.config.dataset_landmarks, **self.landmark_choice.to_dict(), "summary": self.landmark_choice.summary()}}
 
     def _dataset_landmarks(self, extras: FaceExtras | None) -> np.ndarray | None:
         """The dataset's landmarks of the GAN's kind for one face, or None."""
@@ -123,9 +154,9 @@ class GanAnonymizer:
     def _face_landmarks(self, image: np.ndarray, faces: Sequence[FaceBox], extras: Sequence[FaceExtras] | None) -> tuple[list[np.ndarray | None], list[str]]:
         """Landmarks of each face and where they came from (dataset, a detector's name, or none)."""
         points = [self._dataset_landmarks(e) for e in extras] if extras is not None else [None] * len(faces)
-        sources = ["dataset" if p is not None else "none" for p in points]
+        sources = [SOURCE_DATASET if p is not None else SOURCE_NONE for p in points]
         missing = [i for i, p in enumerate(points) if p is None]
-        if missing and self.config.keypoint_source != "none":
+        if missing and self.landmark_choice.detector != SOURCE_NONE:
             source = self.landmark_source()
             for i, found in zip(missing, source.detect(image, [faces[i] for i in missing])):
                 if found is not None:
@@ -176,9 +207,10 @@ class GanAnonymizer:
             # after every crop of the batch has been cut (crops copy their pixels).
             outputs.append(blocked)
             for i, face, face_points, source in zip(eligible, chosen, points, sources):
-                detail = f"kp={source},size={size_bin(face.size)}"
-                if face_points is None and self.recipe.missing_landmarks == "blackout":
-                    results[i] = FaceOutcome.done(clipped=clipped[i], detail=f"{detail},fallback=blackout")
+                blackout = face_points is None and self.recipe.missing_landmarks == "blackout"
+                detail = FaceLandmarkDetail(source, size_bin(face.size), blacked_out=blackout).text()
+                if blackout:
+                    results[i] = FaceOutcome.done(clipped=clipped[i], detail=detail)
                     continue
                 crop = make_face_crop(blocked, face, face_points, self.config.context_factor, checkpoint.resolution)
                 inputs = self.recipe.sample_face_inputs(checkpoint.hparams, checkpoint.generator_config, checkpoint.resolution, rng)

@@ -25,18 +25,35 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 
 from safefakes.anonymize.gan.crops import box_in_crop, context_square, extract_square, keypoints_in_crop, resize_square
-from safefakes.anonymize.gan.keypoints import NUM_KEYPOINTS, keypoints_from_extras
+from safefakes.anonymize.gan.keypoints import NUM_KEYPOINTS, SOURCE_DATASET, SOURCE_NONE, keypoints_from_extras
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
 from safefakes.data.wider import KEYPOINTS_7, WiderLayout, load_split
 
+if TYPE_CHECKING:  # crop_readers imports this module: import it here only for the type
+    from safefakes.anonymize.gan.crop_readers import IdentitySelection
+
 NUM_LANDMARKS = 68
+#: The keypoint source recorded for crops built without one (hand-made crop sets).
+SOURCE_UNRECORDED = "unrecorded"
+#: Where PIPA and identity-set crops get DeepPrivacy's 7 keypoints (``keypoints7``; :mod:`.crop_readers`): Keypoint
+#: R-CNN (refused without its weights), derived from dlib's 68 landmarks, or the first when its weights are present.
+#: Synthetic and FDF sets carry their own (source ``dataset``).
+CROP_KEYPOINTS_RCNN = "rcnn"
+CROP_KEYPOINTS_DLIB = "dlib"
+CROP_KEYPOINTS_RCNN_OR_DLIB = "rcnn_or_dlib"
+CROP_KEYPOINT_CHOICES: tuple[str, ...] = (CROP_KEYPOINTS_RCNN, CROP_KEYPOINTS_DLIB, CROP_KEYPOINTS_RCNN_OR_DLIB)
+#: A DeepPrivacy training run's default (``train-gan --keypoints7``): its own source (Hukkelås et al. 2019 Sec. 3.1,
+#: Mask R-CNN keypoints), refused without the weights rather than replaced.
+DEFAULT_CROP_KEYPOINTS = CROP_KEYPOINTS_RCNN
+#: A crop's recorded keypoint source when derived from dlib's 68 landmarks (Keypoint R-CNN's is ``rcnn``).
+SOURCE_DLIB_DERIVED = "dlib-derived"
 #: What a GAN needs of every training face; faces without it are left out of its crop set.
 Requirement = Literal["keypoints7", "landmarks68", "identity"]
 REQUIREMENTS: tuple[str, ...] = ("keypoints7", "landmarks68", "identity")
@@ -65,7 +82,8 @@ class CropSet:
 
     ``images (N, R, R, 3)`` uint8 RGB; ``boxes (N, 4)`` x0 y0 x1 y1 in crop pixels; ``keypoints (N, 7, 3)``
     and ``landmarks (N, 68, 3)`` as ``[u, v, visible]`` in [0, 1] crop units (visible 0 = absent);
-    ``identities (N,)`` int64, -1 where unknown.
+    ``identities (N,)`` int64, -1 where unknown; ``keypoint_sources (N,)`` where each crop's 7 keypoints came from
+    (``dataset``, ``rcnn``, ``dlib-derived``, ``none``; ``unrecorded`` when not given).
     """
 
     images: np.ndarray
@@ -74,10 +92,14 @@ class CropSet:
     landmarks: np.ndarray
     identities: np.ndarray
     source: str
+    keypoint_sources: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
-        shapes = {"boxes": (n, 4), "keypoints": (n, NUM_KEYPOINTS, 3), "landmarks": (n, NUM_LANDMARKS, 3), "identities": (n,)}
+        if self.keypoint_sources is None:
+            self.keypoint_sources = np.full(n, SOURCE_UNRECORDED)
+        self.keypoint_sources = np.asarray(self.keypoint_sources, dtype=str)
+        shapes = {"boxes": (n, 4), "keypoints": (n, NUM_KEYPOINTS, 3), "landmarks": (n, NUM_LANDMARKS, 3), "identities": (n,), "keypoint_sources": (n,)}
         for name, shape in shapes.items():
             if getattr(self, name).shape != shape:
                 raise SafefakesError(f"crop set {self.source}: {name} has shape {getattr(self, name).shape}, expected {shape}")
@@ -90,8 +112,14 @@ class CropSet:
         """Side of the crops in pixels."""
         return int(self.images.shape[1])
 
+    def keypoint_source_counts(self) -> dict[str, int]:
+        """Crops per keypoint source (see the class docstring), for the training log and checkpoints."""
+        names, counts = np.unique(self.keypoint_sources, return_counts=True)
+        return {str(name): int(count) for name, count in zip(names, counts)}
+
     def digest(self) -> str:
-        """SHA-256 of the content (identifies the training data in a run's fingerprint)."""
+        """SHA-256 of the content (identifies the training data in a run's fingerprint; the keypoints themselves are
+        hashed, their source labels are not)."""
         hasher = hashlib.sha256()
         for array in (self.images, self.boxes, self.keypoints, self.landmarks, self.identities):
             hasher.update(str(array.shape).encode())
@@ -107,6 +135,7 @@ class CropSet:
             self.landmarks[indices],
             self.identities[indices],
             source or self.source,
+            self.keypoint_sources[indices],
         )
 
     def subset(self, max_faces: int | None, seed: int = 0) -> CropSet:
@@ -203,7 +232,7 @@ def synthetic_crop_set(wider_root: Path, resolution: int, context_factor: float,
     """Crops of every face of a (synthetic) WIDER split at least ``min_face_size`` px, with whatever extras it carries."""
     annotations, extras = load_split(wider_root, split)
     layout = WiderLayout(Path(wider_root))
-    images, boxes, keypoints, landmarks, identities = [], [], [], [], []
+    images, boxes, keypoints, landmarks, identities, keypoint_sources = [], [], [], [], [], []
     for annotation in progress(annotations, desc="face crops", unit="img"):
         faces_extras = (extras or {}).get(annotation.name) or [None] * len(annotation.faces)
         chosen = [(face, extra) for face, extra in zip(annotation.faces, faces_extras) if face.size >= min_face_size]
@@ -219,6 +248,7 @@ def synthetic_crop_set(wider_root: Path, resolution: int, context_factor: float,
             points7 = keypoints_in_crop(keypoints_from_extras(extra), square)
             points68 = keypoints_in_crop(landmarks_with_visibility(extra.landmarks68 if extra else None), square)
             keypoints.append(points7 if points7 is not None else np.zeros((NUM_KEYPOINTS, 3)))
+            keypoint_sources.append(SOURCE_DATASET if points7 is not None and points7[:, 2].any() else SOURCE_NONE)
             landmarks.append(points68 if points68 is not None else np.zeros((NUM_LANDMARKS, 3)))
             identities.append(extra.identity if extra is not None and extra.identity is not None else -1)
     if not images:
@@ -230,6 +260,7 @@ def synthetic_crop_set(wider_root: Path, resolution: int, context_factor: float,
         np.asarray(landmarks, dtype=np.float32),
         np.asarray(identities, dtype=np.int64),
         f"synthetic:{wider_root}",
+        np.asarray(keypoint_sources, dtype=str),
     )
 
 
@@ -276,6 +307,7 @@ def fdf_crop_set(folder: Path, resolution: int) -> CropSet:
         absent_points(count, NUM_LANDMARKS),
         np.full(count, -1, dtype=np.int64),
         f"fdf:{folder}",
+        np.where(inside[:, :, 0].any(axis=1), SOURCE_DATASET, SOURCE_NONE),
     )
 
 
@@ -287,10 +319,22 @@ def load_crop_set(
     requirements: Sequence[str] = (),
     max_faces: int | None = None,
     seed: int = 0,
+    identity_selection: IdentitySelection | None = None,
+    keypoints7: str = CROP_KEYPOINTS_DLIB,
+    keypoint_device: str = "cpu",
 ) -> CropSet:
     """The training crops at ``path`` (synthetic WIDER root, FDF, PIPA or identity folders), keeping the crops
-    that have every one of ``requirements``, then at most ``max_faces`` of them (seeded choice)."""
+    that have every one of ``requirements``, then at most ``max_faces`` of them (seeded choice).
+    ``identity_selection`` first cuts an identity set (CelebA style) to the identities it keeps; other layouts refuse it.
+    ``keypoints7`` (:data:`CROP_KEYPOINT_CHOICES`) says where PIPA and identity-set crops get their 7 keypoints
+    (Keypoint R-CNN on ``keypoint_device``; default: derived from dlib's 68, what the GANs without 7 keypoints keep, while
+    a DeepPrivacy run passes its own choice, :data:`DEFAULT_CROP_KEYPOINTS` unless told); synthetic and FDF sets carry
+    their own and ignore it."""
     path = Path(path)
+    selects = identity_selection is not None and identity_selection.selects
+    if WiderLayout(path).annotation_file("train").is_file() or ((path / "images").is_dir() and (path / "landmarks.npy").is_file()):
+        if selects:
+            raise SafefakesError(f"{path}: the identity selection ({identity_selection.describe()}) applies to identity sets (CelebA style) only")
     if WiderLayout(path).annotation_file("train").is_file():
         crops = synthetic_crop_set(path, resolution, context_factor, min_face_size)
     elif (path / "images").is_dir() and (path / "landmarks.npy").is_file():
@@ -298,7 +342,7 @@ def load_crop_set(
     else:
         from safefakes.anonymize.gan.crop_readers import read_crop_folder
 
-        crops = read_crop_folder(path, resolution, context_factor, min_face_size)
+        crops = read_crop_folder(path, resolution, context_factor, min_face_size, identity_selection, keypoints7, keypoint_device)
     for requirement in requirements:
         crops = crops.require(requirement)
     return crops.subset(max_faces, seed)

@@ -7,20 +7,29 @@ on each face's context crop (upsampled once, dlib's usual setting, which finds f
 the 68 points in it. A face the detector misses gets no landmarks: CIAGAN then blacks it out,
 Sun2018 generates without them (Safe Fakes Sec. III-C). That is why both are limited to larger faces.
 
+``keypoint_source`` ``auto`` and ``dlib`` both name dlib. When dlib cannot run here (the package or its model
+file missing), ``keypoint_fallback`` decides: ``error`` (refuse) or ``none`` (no landmarks), never silently
+(:func:`choose_landmark68_detector`, the same rule as :mod:`.keypoints`).
+
 Sources return, per face, a ``(68, 3)`` array of ``[x, y, visible]`` in image pixels, or None.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 
 import numpy as np
 
 from safefakes.anonymize.gan.crops import context_square, extract_square
+from safefakes.anonymize.gan.keypoints import FALLBACK_ERROR, DetectorChoice, choose_detector
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox
 
 LANDMARK68_SOURCES: tuple[str, ...] = ("auto", "dlib", "none")
+#: What runs when dlib cannot: refuse, or no landmarks (CIAGAN then blacks faces out, Sun2018 generates without).
+LANDMARK68_FALLBACKS: tuple[str, ...] = (FALLBACK_ERROR, "none")
+DLIB_PACKAGE_MISSING = "68-point landmarks need dlib (pip install dlib-bin)"
 SHAPE_PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"
 #: Context around a face given to the detector (crop side / box side).
 DLIB_CONTEXT = 1.6
@@ -58,7 +67,7 @@ class DlibLandmarks68:
         try:
             import dlib
         except ImportError:
-            raise SafefakesError("68-point landmarks need dlib (pip install dlib-bin)") from None
+            raise SafefakesError(DLIB_PACKAGE_MISSING) from None
         from safefakes.common.weights import dlib_model_file
 
         self._dlib = dlib
@@ -87,8 +96,29 @@ class DlibLandmarks68:
         return found
 
 
-def build_landmark68_source(name: str = "auto") -> DlibLandmarks68 | NoLandmarks:
-    """The 68-landmark source ``name``: ``auto`` and ``dlib`` use dlib, ``none`` finds nothing."""
-    if name not in LANDMARK68_SOURCES:
-        raise SafefakesError(f"unknown 68-landmark source {name!r}; expected one of {', '.join(LANDMARK68_SOURCES)}")
-    return NoLandmarks() if name == "none" else DlibLandmarks68()
+def dlib_cannot_run(name: str) -> str | None:
+    """Why the 68-landmark detector ``name`` cannot run here (dlib or its shape predictor missing), or None."""
+    if name != "dlib":
+        return None
+    if importlib.util.find_spec("dlib") is None:
+        return DLIB_PACKAGE_MISSING
+    from safefakes.common.weights import dlib_model_file
+
+    try:
+        dlib_model_file(SHAPE_PREDICTOR_68)
+    except SafefakesError as error:
+        return str(error)
+    return None
+
+
+def choose_landmark68_detector(source: str = "auto", fallback: str = FALLBACK_ERROR) -> DetectorChoice:
+    """The 68-landmark detector of a run: dlib (``auto``, ``dlib``) when it can run here, else ``fallback``'s
+    (``error``: refuse; ``none``), or ``none`` when asked."""
+    if source not in LANDMARK68_SOURCES:
+        raise SafefakesError(f"unknown 68-landmark source {source!r}; expected one of {', '.join(LANDMARK68_SOURCES)}")
+    return choose_detector(source, "none" if source == "none" else "dlib", fallback, LANDMARK68_FALLBACKS, dlib_cannot_run)
+
+
+def build_landmark68_source(name: str = "auto", fallback: str = FALLBACK_ERROR) -> DlibLandmarks68 | NoLandmarks:
+    """The 68-landmark source ``name``: ``auto`` and ``dlib`` use dlib, ``none`` finds nothing; ``fallback`` when dlib cannot run."""
+    return NoLandmarks() if choose_landmark68_detector(name, fallback).detector == "none" else DlibLandmarks68()

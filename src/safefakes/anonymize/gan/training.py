@@ -9,7 +9,9 @@ iteration points of Fig. 9); the losses go to ``CHECKPOINTS/train_log.csv``. A k
 with the same arguments ends, on CPU, with weights bit-identical to an uninterrupted one.
 
 The training set is a folder (:func:`~safefakes.anonymize.gan.cropsets.load_crop_set`), optionally cut
-to ``max_faces`` crops (Fig. 7's training-set sizes).
+to ``max_faces`` crops (Fig. 7's training-set sizes). Where its crops' 7 keypoints come from (``keypoints7`` for
+PIPA and identity sets; the dataset's own for synthetic and FDF sets) is logged per source and stored in every
+checkpoint (``train_keypoint_sources``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from safefakes.anonymize.gan.cropsets import CropSet, load_crop_set, select_crops
+from safefakes.anonymize.gan.crop_readers import IdentitySelection
+from safefakes.anonymize.gan.cropsets import CROP_KEYPOINTS_DLIB, DEFAULT_CROP_KEYPOINTS, CropSet, load_crop_set, select_crops
 from safefakes.anonymize.gan.recipe import GanHparams, GanRecipe, get_recipe
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
@@ -73,8 +76,10 @@ def write_gan_checkpoint(
     seed: int,
     generator_config: Mapping[str, Any] | None = None,
     train_set: str = "",
+    train_keypoint_sources: Mapping[str, int] | None = None,
 ) -> None:
-    """Write a generator checkpoint atomically (weights, hyper-parameters, iteration, resolution reached)."""
+    """Write a generator checkpoint atomically (weights, hyper-parameters, iteration, resolution reached, training
+    set and its crops per keypoint source)."""
     payload = {
         "format": GAN_CHECKPOINT_FORMAT,
         "gan": gan,
@@ -85,6 +90,7 @@ def write_gan_checkpoint(
         "alpha": alpha,
         "seed": seed,
         "train_set": train_set,
+        "train_keypoint_sources_json": json.dumps(dict(train_keypoint_sources or {}), sort_keys=True),
         "generator": cpu_state_dict(generator),
     }
     write_torch_payload(path, payload)
@@ -102,6 +108,7 @@ class GanCheckpoint:
     resolution: int
     alpha: float
     train_set: str
+    train_keypoint_sources: dict[str, int] = field(default_factory=dict)  # training crops per keypoint source
 
     @property
     def recipe(self) -> GanRecipe:
@@ -130,6 +137,7 @@ def load_gan_checkpoint(path: str | Path, expected_gan: str | None = None) -> Ga
         int(payload["resolution"]),
         float(payload["alpha"]),
         str(payload.get("train_set", "")),
+        json.loads(payload.get("train_keypoint_sources_json", "{}")),  # absent from checkpoints written before it was recorded
     )
 
 
@@ -151,6 +159,15 @@ class GanTrainRequest:
     seed: int = 0
     device: str = "auto"
     max_faces: int | None = None  # cut the training set to this many crops (seeded choice)
+    min_faces_per_identity: int | None = None  # identity sets: keep identities with this many photos (CIAGAN's CelebA: 30)
+    max_identities: int | None = None  # identity sets: then at most this many, most photos first (CIAGAN's CelebA: 1,200)
+    keypoints7: str = DEFAULT_CROP_KEYPOINTS  # PIPA / identity sets: where DeepPrivacy's 7 keypoints come from (rcnn, dlib, rcnn_or_dlib)
+
+    def identity_selection(self) -> IdentitySelection | None:
+        """The identity selection the request asks for, or None."""
+        if self.min_faces_per_identity is None and self.max_identities is None:
+            return None
+        return IdentitySelection(self.min_faces_per_identity or 1, self.max_identities)
 
 
 def _fingerprint(request: GanTrainRequest, hparams: GanHparams, dataset_digest: str) -> str:
@@ -159,10 +176,35 @@ def _fingerprint(request: GanTrainRequest, hparams: GanHparams, dataset_digest: 
     return run_fingerprint(identity)
 
 
-def load_training_crops(recipe: GanRecipe, hparams: GanHparams, train_set: Path, max_faces: int | None, seed: int) -> CropSet:
-    """The crops a run trains on: the folder's crops that carry what the GAN needs, cut to ``max_faces``."""
+def load_training_crops(
+    recipe: GanRecipe,
+    hparams: GanHparams,
+    train_set: Path,
+    max_faces: int | None,
+    seed: int,
+    identity_selection: IdentitySelection | None = None,
+    keypoints7: str = DEFAULT_CROP_KEYPOINTS,
+    keypoint_device: str = "cpu",
+) -> CropSet:
+    """The crops a run trains on: the folder's crops (of the identities ``identity_selection`` keeps) that carry
+    what the GAN needs, cut to ``max_faces``. ``keypoints7`` applies to the GANs conditioned on the 7 keypoints
+    (DeepPrivacy); the others do not read them, so their PIPA / identity crops keep the dlib-derived ones."""
     t = hparams.train
-    return load_crop_set(train_set, hparams.model.resolution, t.context_factor, t.min_face_size, recipe.requirements, max_faces, seed)
+    if recipe.landmark_kind != "keypoints7" and keypoints7 != CROP_KEYPOINTS_DLIB:
+        LOGGER.info("%s is not conditioned on the 7 keypoints: keypoints7 %s does not apply (crops derive them from dlib's 68)", recipe.name, keypoints7)
+        keypoints7 = CROP_KEYPOINTS_DLIB
+    return load_crop_set(
+        train_set,
+        hparams.model.resolution,
+        t.context_factor,
+        t.min_face_size,
+        recipe.requirements,
+        max_faces,
+        seed,
+        identity_selection,
+        keypoints7,
+        keypoint_device,
+    )
 
 
 def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Path]:
@@ -180,11 +222,15 @@ def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Pa
     train = hparams.train
     use_amp = train.amp and device.type == "cuda"
     if crops is None:
-        crops = load_training_crops(recipe, hparams, request.train_set, request.max_faces, request.seed)
+        crops = load_training_crops(
+            recipe, hparams, request.train_set, request.max_faces, request.seed, request.identity_selection(), request.keypoints7, device.type
+        )
     if crops.resolution != hparams.model.resolution:
         raise SafefakesError(f"training crops are {crops.resolution} px, the model is {hparams.model.resolution} px")
     generator_config = recipe.generator_config(hparams, crops)
     LOGGER.info("training %s on %d crops (%s), %d iterations, checkpoints at %s", request.gan, len(crops), crops.source, total, list(checkpoints))
+    keypoint_sources = crops.keypoint_source_counts()
+    LOGGER.info("%s training crops per 7-keypoint source: %s", request.gan, ", ".join(f"{name} {count}" for name, count in keypoint_sources.items()))
 
     torch.manual_seed(request.seed)
     training_state = recipe.build_training_state(hparams, generator_config, device, use_amp)
@@ -229,6 +275,7 @@ def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Pa
                 request.seed,
                 generator_config,
                 crops.source,
+                keypoint_sources,
             )
         if iteration in checkpoint_paths or iteration % train.state_every == 0:
             save_state(state_path, training_state, iteration, fingerprint, state_format=GAN_STATE_FORMAT)
