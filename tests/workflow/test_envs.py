@@ -53,6 +53,18 @@ def _catches_import_error(handler: ast.ExceptHandler) -> bool:
     return any(isinstance(name, ast.Name) and name.id in ("ImportError", "ModuleNotFoundError") for name in names)
 
 
+def _is_presence_check(node: ast.AST) -> bool:
+    """``find_spec("x") is None`` / ``is not None``: the code asks whether a package is there, so it is optional."""
+    return (
+        isinstance(node, ast.Compare)
+        and isinstance(node.left, ast.Call)
+        and len(node.ops) == 1
+        and isinstance(node.ops[0], (ast.Is, ast.IsNot))
+        and isinstance(node.comparators[0], ast.Constant)
+        and node.comparators[0].value is None
+    )
+
+
 def _module_names(node: ast.AST) -> list[str]:
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
@@ -75,6 +87,8 @@ def third_party_imports(source_root: Path = SOURCE_ROOT) -> tuple[set[str], set[
         for node in ast.walk(tree):
             if isinstance(node, ast.Try) and any(_catches_import_error(h) for h in node.handlers):
                 guarded |= {id(inner) for statement in node.body for inner in ast.walk(statement)}
+            if _is_presence_check(node):
+                guarded.add(id(node.left))
         for node in ast.walk(tree):
             for name in _module_names(node):
                 top = name.split(".")[0]
