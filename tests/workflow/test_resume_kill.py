@@ -31,6 +31,7 @@ KILL_TIMEOUT_S = 240
 #: The demo's slim Faster R-CNN on 128-px images; a state every 2 iterations.
 HPARAMS = {
     "model": {
+        "pretrained": "none",  # the slim widths fit no ImageNet file; training refuses a missing one
         "min_size": IMAGE_SIZE,
         "max_size": IMAGE_SIZE,
         "width_per_group": 16,
