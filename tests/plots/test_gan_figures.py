@@ -206,7 +206,7 @@ def test_plot_fig9_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(args) == 0
     table = pd.read_csv(csv)
     assert list(table["iterations"]) == [800_000, 4_000_000, 40_000_000]
-    assert list(table.columns) == ["iterations", "easy", "medium", "hard", "mAP", "initialisation"]
+    assert list(table.columns) == ["iterations", "initialisation", "easy", "medium", "hard", "mAP"]
     assert set(table["initialisation"]) == {"unrecorded"}  # hand-written AP files carry no initialisation record
     assert table.loc[0, "easy"] == pytest.approx(0.70) and table.loc[2, "mAP"] == pytest.approx((0.93 + 0.91 + 0.82) / 3)
     assert png.read_bytes()[:8] == PNG_SIGNATURE

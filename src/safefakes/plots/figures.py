@@ -74,7 +74,8 @@ def results_table(results: Mapping[tuple[str, int], str | os.PathLike[str]]) -> 
     rows = []
     for (method, iterations), path in results.items():
         aps = read_ap_file(path)
-        rows.append({"method": method, "iterations": int(iterations), **aps, "mAP": sum(aps.values()) / len(aps), "initialisation": read_initialisation(path)})
+        # mAP stays the last column: readers of the CSVs take it from there.
+        rows.append({"method": method, "iterations": int(iterations), "initialisation": read_initialisation(path), **aps, "mAP": sum(aps.values()) / len(aps)})
     if not rows:
         raise SafefakesError("no evaluation results given")
     require_one_initialisation({f"{row['method']}@{row['iterations']}": row["initialisation"] for row in rows})

@@ -144,7 +144,7 @@ def _save_csv(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 
 def _ap_row(path: str | os.PathLike[str]) -> dict[str, float | str]:
     aps = read_ap_file(path)
-    return {**aps, "mAP": sum(aps.values()) / len(aps), "initialisation": read_initialisation(path)}
+    return {"initialisation": read_initialisation(path), **aps, "mAP": sum(aps.values()) / len(aps)}  # mAP last, as in Fig. 4's CSV
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ def training_set_table(results: Sequence[tuple[str, str]], faces: Mapping[str, i
         raise SafefakesError("no evaluation results given")
     rows = [{"label": label, "training_faces": faces.get(label), **_ap_row(path)} for label, path in results]
     require_one_initialisation({row["label"]: row["initialisation"] for row in rows})
-    table = pd.DataFrame(rows, columns=["label", "training_faces", *AP_COLUMNS, "initialisation"])
+    table = pd.DataFrame(rows, columns=["label", "training_faces", "initialisation", *AP_COLUMNS])
     table["training_faces"] = table["training_faces"].astype("Int64")
     return table
 
@@ -295,12 +295,12 @@ def iterations_table(results: Sequence[tuple[int, str]]) -> pd.DataFrame:
     if len(set(counts)) != len(counts):
         raise SafefakesError(f"iteration counts given twice: {sorted({c for c in counts if counts.count(c) > 1})}")
     rows = [{"iterations": int(iterations), **_ap_row(path)} for iterations, path in results]
-    return pd.DataFrame(rows, columns=["iterations", *AP_COLUMNS, "initialisation"]).sort_values("iterations").reset_index(drop=True)
+    return pd.DataFrame(rows, columns=["iterations", "initialisation", *AP_COLUMNS]).sort_values("iterations").reset_index(drop=True)
 
 
 def reference_table(references: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """One row per reference run (e.g. the detector trained on original data): the three APs and their mean."""
-    return pd.DataFrame([{"label": label, **_ap_row(path)} for label, path in references], columns=["label", *AP_COLUMNS, "initialisation"])
+    return pd.DataFrame([{"label": label, **_ap_row(path)} for label, path in references], columns=["label", "initialisation", *AP_COLUMNS])
 
 
 def use_log_axis(iterations: Sequence[int]) -> bool:
