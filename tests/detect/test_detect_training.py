@@ -28,7 +28,7 @@ from safefakes.data.synth import EventStyle, SynthConfig, synthesize
 from safefakes.detect import registry
 from safefakes.detect import train as train_module
 from safefakes.detect.registry import DetectorSpec
-from safefakes.detect.train import TrainRequest, load_checkpoint, train
+from safefakes.detect.train import TrainRequest, read_checkpoint, train
 from safefakes.detect.transforms import SsdStyleAugmentConfig, build_ssd_style_transform
 
 IMAGE_WIDTH = 160
@@ -154,8 +154,8 @@ def test_resume_after_kill_gives_bit_identical_weights(synth_root: Path, tmp_pat
     monkeypatch.setattr(train_module, "train_step", real_step)
     resumed = train(_request(synth_root, tmp_path / "resumed", iterations))
     for ref_path, res_path in zip(reference, resumed):
-        _, _, ref_state, _ = load_checkpoint(ref_path)
-        _, _, res_state, _ = load_checkpoint(res_path)
+        ref_state = read_checkpoint(ref_path).state
+        res_state = read_checkpoint(res_path).state
         assert ref_state.keys() == res_state.keys()
         for key in ref_state:
             assert torch.equal(ref_state[key], res_state[key]), key
@@ -197,8 +197,9 @@ def test_weight_average_is_checkpointed_and_resumes_exactly(synth_root: Path, tm
     second = train(dataclasses.replace(_request(synth_root, split, (6,), averaged), run_length=6))
     for ref_path, res_path in zip(reference, first + second):
         assert ref_path.read_bytes() == res_path.read_bytes(), res_path.name
-    _, _, plain_state, _ = load_checkpoint(plain[0])
-    _, hparams, average_state, _ = load_checkpoint(reference[0])
+    plain_state = read_checkpoint(plain[0]).state
+    averaged = read_checkpoint(reference[0])
+    hparams, average_state = averaged.hparams, averaged.state
     assert hparams["train"]["ema_decay"] == 0.5
     # Same seed and batches for 3 iterations: only the averaging makes the checkpointed weights differ.
     assert plain_state.keys() == average_state.keys()
@@ -213,7 +214,8 @@ def test_changed_hparams_do_not_resume_a_foreign_state(synth_root: Path, tmp_pat
     with caplog.at_level("WARNING"):
         train(_request(synth_root, tmp_path, (2,), other))
     assert "belongs to another run" in caplog.text
-    detector, hparams, _, iteration = load_checkpoint(tmp_path / "checkpoints" / "iter_2.pt")
+    checkpoint = read_checkpoint(tmp_path / "checkpoints" / "iter_2.pt")
+    detector, hparams, iteration = checkpoint.detector, checkpoint.hparams, checkpoint.iteration
     assert (detector, iteration, hparams["train"]["optimizer"]["lr"]) == ("tiny_test", 2, 1e-3)
 
 

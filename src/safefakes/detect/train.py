@@ -147,12 +147,6 @@ def read_checkpoint(path: str | Path) -> DetectorCheckpoint:
     )
 
 
-def load_checkpoint(path: str | Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], int]:
-    """Read a checkpoint: ``(detector name, hparams, model state_dict, iteration)``."""
-    checkpoint = read_checkpoint(path)
-    return checkpoint.detector, checkpoint.hparams, checkpoint.state, checkpoint.iteration
-
-
 def _fingerprint(request: TrainRequest, hparams: Mapping[str, Any], dataset_digest: str, total_iterations: int, initialisation: Initialisation) -> str:
     """Identifies a training run; a state with another fingerprint belongs to another run and is not resumed."""
     identity = {
