@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from safefakes.common import optim
 from safefakes.common.errors import SafefakesError
 from safefakes.common.progress import progress
 from safefakes.common.run_state import (
@@ -72,8 +73,8 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Op
     """The optimizer over the model's trainable parameters."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     if config.name == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov)
-    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        return optim.sgd(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov)
+    return optim.adam(parameters, lr=config.lr, weight_decay=config.weight_decay, decoupled_weight_decay=True)
 
 
 class LearningRateFactor:

@@ -38,6 +38,7 @@ from safefakes.anonymize.gan.ciagan import (
 from safefakes.anonymize.gan.crops import FaceCrop
 from safefakes.anonymize.gan.cropsets import CropSelection, CropSet
 from safefakes.anonymize.gan.recipe import GanTrainConfig, GrowthPhase, SectionedHparams, bgr_to_tensor, rgb_to_tensor, tensor_to_bgr
+from safefakes.common import optim
 from safefakes.common.errors import SafefakesError
 
 # --------------------------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ def build_training_state(hparams: CiaganHparams, identities: int, device: torch.
     discriminator = CiaganDiscriminator(hparams.model).to(device)
     identity_discriminator = IdentityDiscriminator(hparams.model, identities).to(device)
     t = hparams.train
-    adam = lambda module: torch.optim.Adam(module.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))  # noqa: E731
+    adam = lambda module: optim.adam(module.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))  # noqa: E731
     scaler = lambda: torch.amp.GradScaler(device.type, enabled=use_amp)  # noqa: E731
     return CiaganTrainingState(
         generator,

@@ -37,6 +37,7 @@ from safefakes.anonymize.gan.recipe import (
     rgb_to_tensor,
     tensor_to_bgr,
 )
+from safefakes.common import optim
 from safefakes.common.errors import SafefakesError
 
 # --------------------------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def build_training_state(hparams: DeepPrivacyHparams, device: torch.device, use_
     generator = DeepPrivacyGenerator(hparams.model).to(device)
     discriminator = DeepPrivacyDiscriminator(hparams.model).to(device)
     t = hparams.train
-    adam = lambda module: torch.optim.Adam(module.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))  # noqa: E731
+    adam = lambda module: optim.adam(module.parameters(), lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))  # noqa: E731
     return DeepPrivacyTrainingState(
         generator,
         discriminator,

@@ -39,6 +39,7 @@ from safefakes.anonymize.gan.sun2018 import (
     landmark_error,
     landmark_loss,
 )
+from safefakes.common import optim
 from safefakes.common.errors import SafefakesError
 
 #: Pixel value of the blacked-out box in [-1, 1] images (Safe Fakes Sec. III-A1: black-out input blocking).
@@ -116,9 +117,9 @@ def build_training_state(hparams: Sun2018Hparams, device: torch.device, use_amp:
     return Sun2018TrainingState(
         generator,
         discriminator,
-        torch.optim.Adam(generator.landmark_generator.parameters(), lr=t.landmark_learning_rate, betas=betas),
-        torch.optim.Adam(generator.inpainter.parameters(), lr=t.generator_learning_rate, betas=betas),
-        torch.optim.Adam(discriminator.parameters(), lr=t.discriminator_learning_rate, betas=betas),
+        optim.adam(generator.landmark_generator.parameters(), lr=t.landmark_learning_rate, betas=betas),
+        optim.adam(generator.inpainter.parameters(), lr=t.generator_learning_rate, betas=betas),
+        optim.adam(discriminator.parameters(), lr=t.discriminator_learning_rate, betas=betas),
         scaler(),
         scaler(),
         scaler(),
