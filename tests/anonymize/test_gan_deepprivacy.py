@@ -1,4 +1,5 @@
-"""DeepPrivacy: crops, keypoints, model shapes, losses, exact resume, privacy and the dataset command."""
+"""DeepPrivacy: crops, keypoints, model shapes, losses, exact resume, the checkpoints' training-crop count, privacy and
+the dataset command (whose manifest records the generator)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -16,6 +18,7 @@ from gan_helpers import inside_boxes
 
 from safefakes.anonymize import gan_cli
 from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE, build_anonymizer
+from safefakes.anonymize.dataset import AnonymizeJob, anonymize_dataset
 from safefakes.anonymize.gan.crops import block_boxes, context_square, keypoints_in_crop, make_face_crop, paste_inside_box
 from safefakes.anonymize.gan.cropsets import fdf_crop_set, load_crop_set, select_crops
 from safefakes.anonymize.gan.deepprivacy import (
@@ -30,15 +33,18 @@ from safefakes.anonymize.gan.deepprivacy_training import DeepPrivacyHparams, Pro
 from safefakes.anonymize.gan.keypoints import build_keypoint_source, match_people_to_faces, size_bin
 from safefakes.anonymize.gan.recipe import GAN_RECIPES, GanTrainConfig, GrowthPhase, get_recipe
 from safefakes.anonymize.gan.training import (
+    GanCheckpoint,
     GanTrainRequest,
     iteration_rngs,
     load_gan_checkpoint,
+    load_training_crops,
     train_gan,
     write_gan_checkpoint,
 )
 from safefakes.cli import main
 from safefakes.common.errors import SafefakesError
 from safefakes.data.wider import FaceBox, FaceExtras
+from safefakes.plots.gan_figures import generator_training_faces
 
 TINY_MODEL = {"resolution": 16, "max_channels": 16, "min_channels": 8, "full_width_until": 8, "latent_channels": 4}
 TINY_TRAIN = {"batch_size": 4, "transition_images": 8, "stabilization_images": 8, "min_face_size": 12, "log_every": 1, "state_every": 2}
@@ -278,6 +284,41 @@ def test_exact_resume_matches_uninterrupted_run(gan_synth_root: Path, tmp_path: 
     assert load_gan_checkpoint(resumed[-1]).resolution == 16  # 2 iterations at 8 px, then the 16 px fade-in
 
 
+def test_checkpoints_record_the_crops_the_run_trained_on(gan_synth_root: Path, tmp_path: Path) -> None:
+    recipe = get_recipe("deepprivacy")
+    full_request = _request(tmp_path, gan_synth_root, (1,), "full")
+    available = len(load_training_crops(recipe, recipe.parse_hparams(full_request.hparams), gan_synth_root, None, full_request.seed))
+    assert available > 5
+    (full,) = train_gan(full_request)
+    (cut,) = train_gan(dataclasses.replace(_request(tmp_path, gan_synth_root, (1,), "cut"), max_faces=5))  # Fig. 7's max_faces
+    assert load_gan_checkpoint(full).train_crops == available
+    assert load_gan_checkpoint(cut).train_crops == 5
+
+
+def test_checkpoint_train_crops_round_trip_and_older_checkpoints_load_without_it(tmp_path: Path) -> None:
+    hparams = DeepPrivacyHparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
+    path = tmp_path / "iter_3.pt"
+    write_gan_checkpoint(path, "deepprivacy", DeepPrivacyGenerator(hparams.model), hparams, 3, 16, 1.0, 0, train_set="synth_large", train_crops=875)
+    loaded = load_gan_checkpoint(path, "deepprivacy")
+    assert (loaded.train_crops, loaded.train_set, loaded.iteration) == (875, "synth_large", 3)
+    record = loaded.record()
+    assert {key: value for key, value in record.items() if key != "summary"} == {
+        "gan": "deepprivacy",
+        "iteration": 3,
+        "resolution": 16,
+        "train_set": "synth_large",
+        "train_crops": 875,
+    }
+    assert "trained on 875 crops of synth_large" in record["summary"]
+    payload = torch.load(path, weights_only=True)
+    del payload["train_crops"]  # a checkpoint written before the count was recorded
+    torch.save(payload, tmp_path / "old.pt")
+    old = load_gan_checkpoint(tmp_path / "old.pt", "deepprivacy")
+    assert old.train_crops is None and old.record()["train_crops"] is None and old.iteration == 3
+    assert "unrecorded number of crops" in old.record()["summary"]
+    old.build_generator()  # still usable
+
+
 def test_train_gan_command(gan_synth_root: Path, tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     gan_cli.register(parser.add_subparsers(dest="command"))
@@ -416,6 +457,44 @@ def test_privacy_box_pixels_never_reach_the_output(tiny_checkpoint: Path, tmp_pa
     assert np.array_equal(out_altered, out)
     batched = anonymizer.anonymize_batch([image.copy(), image.copy()], [faces, faces], [extras, extras], [np.random.default_rng(5), np.random.default_rng(5)])
     assert np.array_equal(batched[0][0], out) and np.array_equal(batched[1][0], out)
+
+
+def test_manifest_records_the_generator_read_once_before_any_image(
+    gan_synth_root: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    hparams = DeepPrivacyHparams.from_dict({"model": TINY_MODEL, "train": TINY_TRAIN})
+    checkpoint = tmp_path / "iter_400.pt"
+    torch.manual_seed(0)
+    write_gan_checkpoint(
+        checkpoint, "deepprivacy", DeepPrivacyGenerator(hparams.model), hparams, 400, 16, 1.0, 0, train_set="synth_large_quarter", train_crops=218
+    )
+    params = {"checkpoint": str(checkpoint), "device": "cpu", "keypoint_source": "none"}
+    with caplog.at_level(logging.INFO):
+        manifest = anonymize_dataset(AnonymizeJob(gan_synth_root, "train", tmp_path / "out", "deepprivacy", params))
+    generator = manifest["method_record"]["generator"]
+    assert {key: value for key, value in generator.items() if key != "summary"} == {
+        "gan": "deepprivacy",
+        "iteration": 400,
+        "resolution": 16,
+        "train_set": "synth_large_quarter",
+        "train_crops": 218,
+    }
+    assert "landmarks" in manifest["method_record"] and manifest["counts"]["faces_anonymized"] > 0
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["method_record"] == manifest["method_record"]
+    assert generator_training_faces(tmp_path / "out", "synth_large_quarter") == 218  # what Fig. 7 shows under the bar
+    assert sum("trained on 218 crops of synth_large_quarter" in record.getMessage() for record in caplog.records) == 1  # logged once
+
+    # Building the method reads nothing; its run record reads the checkpoint's record without building the generator.
+    absent = {"checkpoint": str(tmp_path / "absent.pt"), "device": "cpu", "keypoint_source": "none"}
+    unread = build_anonymizer("deepprivacy", absent)
+    with pytest.raises(SafefakesError, match="GAN checkpoint not found"):
+        unread.run_record()
+    with pytest.raises(SafefakesError, match="GAN checkpoint not found"):  # before any image: no output
+        anonymize_dataset(AnonymizeJob(gan_synth_root, "train", tmp_path / "never", "deepprivacy", absent))
+    assert not (tmp_path / "never").exists()
+    monkeypatch.setattr(GanCheckpoint, "build_generator", lambda self: pytest.fail("run_record built the generator"))
+    old = build_anonymizer("deepprivacy", {"checkpoint": str(tiny_checkpoint), "device": "cpu", "keypoint_source": "none"})
+    assert old.run_record()["generator"]["train_crops"] is None  # a checkpoint without the count
 
 
 def test_anonymize_command_is_deterministic(gan_synth_root: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:

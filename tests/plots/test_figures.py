@@ -117,3 +117,29 @@ def test_figures_of_a_detector_that_has_not_learned_say_so() -> None:
     mark_if_not_learned(learned, table({20: 0.5}))
     assert learned.texts == []
     plt.close("all")
+
+
+def _label_offsets(xs: list[float], ys: list[float]) -> dict[str, tuple[float, float]]:
+    import matplotlib.pyplot as plt
+
+    from safefakes.plots.figures import annotate_points
+
+    figure, axis = plt.subplots()
+    labels = [f"p{i}" for i in range(len(xs))]
+    annotate_points(axis, xs, ys, labels)
+    offsets = {text.get_text(): tuple(text.xyann) for text in axis.texts}
+    plt.close(figure)
+    return offsets
+
+
+def test_scatter_labels_of_close_points_are_stacked_apart() -> None:
+    # p1 and p2 almost coincide (the frontier's DeepPrivacy and Sun2018 did); p0 and p3 are far from both.
+    offsets = _label_offsets([0.05, 0.316, 0.353, 0.50], [0.51, 0.460, 0.459, 0.05])
+    assert offsets["p1"] != offsets["p2"]
+    assert offsets["p1"][0] == offsets["p2"][0]  # same side, moved down
+    assert offsets["p0"] == offsets["p1"] == offsets["p3"]
+
+
+def test_scatter_labels_skip_missing_values() -> None:
+    offsets = _label_offsets([0.1, float("nan"), 0.9], [0.2, 0.5, float("nan")])
+    assert list(offsets) == ["p0"]

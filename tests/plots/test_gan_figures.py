@@ -130,7 +130,20 @@ def test_plot_fig1_command(roots: dict[str, Path], tmp_path: Path, capsys: pytes
     assert "expected METHOD=ANON_ROOT" in capsys.readouterr().err
 
 
-def test_plot_fig7_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _anonymized_root(path: Path, train_crops: object = None, *, generator: bool = True) -> str:
+    """An anonymized training set whose manifest.json is shaped as `safefakes anonymize` writes it for a GAN: its
+    method_record's generator block records ``train_crops``; without ``generator``, the manifest of data anonymized
+    before the generator was recorded (the landmarks block only)."""
+    path.mkdir(parents=True)
+    record: dict = {"landmarks": {"detector": "none", "summary": "no landmark detector"}}
+    if generator:
+        record["generator"] = {"gan": "deepprivacy", "iteration": 400, "resolution": 32, "train_set": path.name, "train_crops": train_crops}
+    manifest = {"method": "deepprivacy", "params": {}, "method_record": record, "counts": {"faces_anonymized": 3}}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return str(path)
+
+
+def test_plot_fig7_command_reads_training_faces_from_the_anonymized_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "plot-fig7",
         "--detector",
@@ -141,24 +154,44 @@ def test_plot_fig7_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         f"PIPA 38k={_write_ap(tmp_path / 'p.json', 0.87, 0.85, 0.80)}",
         "--result",
         f"FDF 100k={_write_ap(tmp_path / 'f.json', 0.90, 0.89, 0.83)}",
-        "--faces",
-        "PIPA 38k=38k",
-        "--faces",
-        "FDF 100k=100000",
+        "--result",
+        f"old={_write_ap(tmp_path / 'x.json', 0.80, 0.79, 0.70)}",
+        "--anonymized",
+        f"PIPA 38k={_anonymized_root(tmp_path / 'pipa', 38_123)}",
+        "--anonymized",
+        f"FDF 100k={_anonymized_root(tmp_path / 'fdf', 100_000)}",
+        "--anonymized",
+        f"old={_anonymized_root(tmp_path / 'old', generator=False)}",
     ]
     png, csv = tmp_path / "fig7.png", tmp_path / "fig7.csv"
     assert main([*args, "--out-png", str(png), "--out-csv", str(csv)]) == 0
     table = pd.read_csv(csv)
-    assert list(table["label"]) == ["original", "PIPA 38k", "FDF 100k"]
-    assert pd.isna(table.loc[0, "training_faces"]) and list(table["training_faces"][1:]) == [38_000, 100_000]
+    assert list(table["label"]) == ["original", "PIPA 38k", "FDF 100k", "old"]
+    # the counts the generators trained on; none for the original data and for data anonymized before they were recorded
+    assert pd.isna(table.loc[0, "training_faces"]) and list(table["training_faces"][1:3]) == [38_123, 100_000] and pd.isna(table.loc[3, "training_faces"])
     assert table.loc[1, "mAP"] == pytest.approx((0.87 + 0.85 + 0.80) / 3)
     assert table.loc[2, "hard"] == pytest.approx(0.83)
     assert png.read_bytes()[:8] == PNG_SIGNATURE
 
-    assert main([*args, "--faces", "FDF 1.47M=1.47M", "--out-png", str(png), "--out-csv", str(csv)]) == 1
+    out = ["--out-png", str(png), "--out-csv", str(csv)]
+    assert main([*args, "--anonymized", f"FDF 1.47M={_anonymized_root(tmp_path / 'fdf_full', 1_470_000)}", *out]) == 1
     assert "FDF 1.47M, which has no --result" in capsys.readouterr().err
-    assert main([*args, "--faces", "PIPA", "--out-png", str(png), "--out-csv", str(csv)]) == 1
-    assert "expected LABEL=N" in capsys.readouterr().err
+    assert main([*args[:-6], "--anonymized", "PIPA 38k", *out]) == 1
+    assert "expected LABEL=ANON_DIR" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*args[:-6], "--anonymized", f"PIPA 38k={tmp_path / 'empty'}", *out]) == 1
+    assert f"PIPA 38k: manifest not found: {tmp_path / 'empty' / 'manifest.json'}" in capsys.readouterr().err
+    for bad in (0, "38k", True):
+        root = _anonymized_root(tmp_path / f"bad_{bad}", bad)
+        assert main([*args[:-6], "--anonymized", f"PIPA 38k={root}", *out]) == 1
+        assert "train_crops must be a positive whole number" in capsys.readouterr().err
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "manifest.json").write_text("[]")
+    assert main([*args[:-6], "--anonymized", f"PIPA 38k={tmp_path / 'foreign'}", *out]) == 1
+    assert "not an anonymization manifest" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the config-derived count is gone: the manifest is the one source
+        main([*args[:-6], "--faces", "PIPA 38k=38k", *out])
+    assert "unrecognized arguments: --faces" in capsys.readouterr().err
 
 
 def test_fig7_draws_an_external_checkpoints_bar_labelled_fdf_star(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,9 +201,10 @@ def test_fig7_draws_an_external_checkpoints_bar_labelled_fdf_star(tmp_path: Path
 
     aps = {"original": (0.95, 0.93, 0.85), "pipa": (0.87, 0.85, 0.80), "fdf_100k": (0.90, 0.89, 0.83), "fdf": (0.90, 0.89, 0.84), "FDF*": (0.93, 0.91, 0.84)}
     results = [(label, _write_ap(tmp_path / f"{index}.json", *values)) for index, (label, values) in enumerate(aps.items())]
+    anonymized = [("fdf_100k", _anonymized_root(tmp_path / "fdf_100k", 100_000)), ("FDF*", _anonymized_root(tmp_path / "fdf_star", None))]
     figures = []
     monkeypatch.setattr(gan_figures, "_save_png", lambda figure, path: figures.append(figure))
-    gan_figures.plot_fig7(gan_figures.training_set_table(results, {"fdf_100k": 100_000}), "dsfd", tmp_path / "fig7.png", tmp_path / "fig7.csv")
+    gan_figures.plot_fig7(gan_figures.training_set_table(results, anonymized), "dsfd", tmp_path / "fig7.png", tmp_path / "fig7.csv")
     (figure,) = figures
     axis = figure.axes[0]
     assert [tick.get_text() for tick in axis.get_xticklabels()] == ["original", "pipa", "fdf_100k\n(100k faces)", "fdf", "FDF*"]
@@ -178,10 +212,12 @@ def test_fig7_draws_an_external_checkpoints_bar_labelled_fdf_star(tmp_path: Path
     assert easy_bars[-1].get_height() == pytest.approx(93.0)  # FDF*'s easy AP, in percent
     assert list(pd.read_csv(tmp_path / "fig7.csv")["label"]) == list(aps)
     gan_figures.plt.close(figure)
-    # The workflow passes the label quoted on the command line: `--result 'FDF*=...'`.
+    # The workflow passes the label quoted on the command line: `--result 'FDF*=...'`, `--anonymized 'FDF*=...'`.
     args = ["plot-fig7", "--detector", "dsfd", *[item for label, path in results for item in ("--result", f"{label}={path}")]]
+    args += [item for label, root in anonymized for item in ("--anonymized", f"{label}={root}")]
     assert main([*args, "--out-png", str(tmp_path / "cli.png"), "--out-csv", str(tmp_path / "cli.csv")]) == 0
-    assert pd.read_csv(tmp_path / "cli.csv")["label"].iloc[-1] == "FDF*"
+    table = pd.read_csv(tmp_path / "cli.csv")
+    assert table["label"].iloc[-1] == "FDF*" and table["training_faces"].iloc[2] == 100_000 and pd.isna(table["training_faces"].iloc[-1])
 
 
 def test_plot_fig9_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,6 +96,13 @@ def test_fig7_external_checkpoint_is_a_bar_and_a_missing_file_stops_the_dag(tmp_
     bars = [item.split("=")[0].strip("'") for item in fig7.split("--result ")[1:]]
     assert bars == ["original", "synth_few", "synth", FDF_STAR]
     assert f"'{FDF_STAR}=results/eval/faster_rcnn/{FDF_STAR_DATASET}/iter_4.json'" in fig7
+    # Each GAN bar's training faces come from the manifest of the training set its detector was trained on.
+    evaluated = dict(item.split()[0].strip("'").split("=") for item in fig7.split("--result ")[1:])
+    anonymized = dict(item.split()[0].strip("'").split("=") for item in fig7.split("--anonymized ")[1:])
+    assert list(anonymized) == ["synth_few", "synth", FDF_STAR] and "--faces" not in fig7
+    for label, root in anonymized.items():
+        assert root == evaluated[label].replace("results/eval/faster_rcnn/", "results/anonymized/").rsplit("/", 1)[0]
+    assert anonymized[FDF_STAR] == f"results/anonymized/{FDF_STAR_DATASET}"
 
 
 def test_paper_preset_names_fdf_star_and_the_demo_needs_none(tmp_path: Path) -> None:

@@ -111,12 +111,13 @@ rule keypoint_coverage:
 rule fig7:
     input:
         unpack(fig7_inputs),
+        anonymized=fig7_anonymized_inputs,
     output:
         png=report(PATHS["fig7_png"], caption="../report/fig7.rst", category="Fig. 7: anonymizer training set"),
         csv=PATHS["fig7_csv"],
     params:
         results=fig7_result_args,
-        faces=fig7_face_args,
+        anonymized=fig7_anonymized_args,
     conda:
         CONDA_ENV
     log:
@@ -128,7 +129,7 @@ rule fig7:
         mem_mb=1000,
         runtime=10,
     shell:
-        "python -m safefakes plot-fig7 --detector {wildcards.detector} {params.results} {params.faces}"
+        "python -m safefakes plot-fig7 --detector {wildcards.detector} {params.results} {params.anonymized}"
         " --out-png {output.png} --out-csv {output.csv} 2> {log}"
 
 

@@ -86,6 +86,11 @@ def detectability_json(detector, method):
     return PATHS["detectability"].format(detector=detector, method=method)
 
 
+def anonymized_train_root(method):
+    """The training split as ``method`` anonymized it (a GAN's manifest.json records its generator checkpoint)."""
+    return PATHS["anonymized"].format(method=method)
+
+
 def anonymized_val_root(method):
     """The validation split as ``method`` left it (the untouched data for `original`)."""
     return original_root() if method == "original" else PATHS["anonymized_val"].format(method=method)

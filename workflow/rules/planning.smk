@@ -232,32 +232,43 @@ def fig7_external_key(name):
     return name.replace("-", "_")
 
 
-def fig7_inputs(wildcards):
-    """Fig. 7: APs after training on data anonymized by the GAN trained on each training set, plus original data,
-    then those of each externally supplied checkpoint (gans.fig7.external, e.g. FDF*: the released 40M-image model)."""
+def fig7_bars():
+    """Fig. 7's bars, in order: rule input name -> (bar label, dataset the detector trained on). The original data,
+    the GAN trained on each training set, then each externally supplied checkpoint (gans.fig7.external, e.g. FDF*:
+    the released 40M-image model) under its configured label."""
     fig7 = GANS["fig7"]
-    final = gan_figure_iteration(wildcards.detector)
-    inputs = {"original": evaluation_json(wildcards.detector, "original", final)} if "original" in METHODS else {}
+    bars = {"original": ("original", "original")} if "original" in METHODS else {}
     for train_set in fig7["train_sets"]:
-        name = gan_dataset_name(fig7["gan"], train_set, fig7["iterations"])
-        inputs[train_set] = evaluation_json(wildcards.detector, name, final)
-    for name in GAN_EXTERNAL:
-        inputs[fig7_external_key(name)] = evaluation_json(wildcards.detector, name, final)
-    return inputs
+        bars[train_set] = (train_set, gan_dataset_name(fig7["gan"], train_set, fig7["iterations"]))
+    for name, (_, _, label) in GAN_EXTERNAL.items():
+        bars[fig7_external_key(name)] = (label, name)
+    return bars
+
+
+def fig7_gan_bars():
+    """Fig. 7's bars of GAN-anonymized data (all but the original's): (bar label, anonymized training set root)."""
+    return [(label, anonymized_train_root(dataset)) for key, (label, dataset) in fig7_bars().items() if key != "original"]
+
+
+def fig7_inputs(wildcards):
+    """Fig. 7: the APs of each bar (fig7_bars), by input name."""
+    final = gan_figure_iteration(wildcards.detector)
+    return {key: evaluation_json(wildcards.detector, dataset, final) for key, (_, dataset) in fig7_bars().items()}
+
+
+def fig7_anonymized_inputs(wildcards):
+    """Fig. 7: each GAN bar's anonymized training set (its manifest.json gives the faces the generator trained on)."""
+    return [root for _, root in fig7_gan_bars()]
 
 
 def fig7_result_args(wildcards, input):
-    """`--result LABEL=PATH` of Fig. 7's inputs, in bar order: an external checkpoint's bar carries its configured label."""
-    labels = {fig7_external_key(name): label for name, (_, _, label) in GAN_EXTERNAL.items()}
-    return " ".join(f"--result {shlex.quote(f'{labels.get(key, key)}={path}')}" for key, path in input.items())
+    """`--result LABEL=PATH` of each bar's APs, in bar order: an external checkpoint's bar carries its configured label."""
+    return " ".join(f"--result {shlex.quote(f'{label}={input[key]}')}" for key, (label, _) in fig7_bars().items())
 
 
-def fig7_face_args(wildcards):
-    """`--faces LABEL=N` for the training sets cut to a size."""
-    sets = GANS["train_sets"]
-    return " ".join(
-        f"--faces {name}={sets[name]['max_faces']}" for name in GANS["fig7"]["train_sets"] if sets[name].get("max_faces") is not None
-    )
+def fig7_anonymized_args(wildcards):
+    """`--anonymized LABEL=DIR` of each GAN bar: the anonymized training set whose manifest gives its training faces."""
+    return " ".join(f"--anonymized {shlex.quote(f'{label}={root}')}" for label, root in fig7_gan_bars())
 
 
 def fig9_inputs(wildcards):

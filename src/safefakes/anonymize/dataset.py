@@ -3,7 +3,8 @@
 ``OUT`` receives ``WIDER_{split}/images/...`` (the anonymized images, same names, same formats),
 ``wider_face_split/`` (the annotation files; the processed split's ``bbx_gt`` and extras filtered to
 the images written), ``ground_truth/`` when the source has one, and ``manifest.json`` (settings and counts; a GAN method adds what its
-landmarks come from, ``method_record``, logged once per run, and its faces per landmark source, ``counts.landmark_sources``).
+landmarks come from and its generator checkpoint (GAN, iteration, training set, training crops), ``method_record``, logged once per run,
+and its faces per landmark source, ``counts.landmark_sources``).
 
 Bad-image policy (``on_bad_image``): an image that is missing, empty, truncated or undecodable, or that
 the method refuses, is either a hard error naming the file (``error``) or left out of both the image

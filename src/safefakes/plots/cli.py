@@ -95,11 +95,11 @@ def _fig1(args: argparse.Namespace) -> int:
 
 
 def _fig7(args: argparse.Namespace) -> int:
-    from safefakes.plots.gan_figures import parse_count, parse_key_values, plot_fig7, training_set_table
+    from safefakes.plots.gan_figures import parse_key_values, plot_fig7, training_set_table
 
     results = parse_key_values(args.result, "--result", "LABEL", "EVAL_JSON")
-    faces = {label: parse_count(count) for label, count in parse_key_values(args.faces or [], "--faces", "LABEL", "N")}
-    plot_fig7(training_set_table(results, faces), args.detector, args.out_png, args.out_csv)
+    anonymized = parse_key_values(args.anonymized or [], "--anonymized", "LABEL", "ANON_DIR")
+    plot_fig7(training_set_table(results, anonymized), args.detector, args.out_png, args.out_csv)
     return 0
 
 
@@ -133,7 +133,12 @@ def _register_gan_figures(subparsers: argparse._SubParsersAction) -> None:
     fig7 = subparsers.add_parser("plot-fig7", help="Fig. 7: detector AP against the anonymizer's training set")
     fig7.add_argument("--detector", required=True, help="detector name shown in the title (dsfd, tinaface, faster_rcnn)")
     fig7.add_argument("--result", action="append", required=True, metavar="LABEL=EVAL_JSON", help="an evaluation JSON; repeat, in bar order")
-    fig7.add_argument("--faces", action="append", metavar="LABEL=N", help="training faces of a label (38k, 1.47M); repeat")
+    fig7.add_argument(
+        "--anonymized",
+        action="append",
+        metavar="LABEL=ANON_DIR",
+        help="a label's anonymized training set: its manifest.json gives the faces the GAN trained on; repeat",
+    )
     fig7.add_argument("--out-png", required=True, help="figure to write")
     fig7.add_argument("--out-csv", required=True, help="the table behind the figure")
     fig7.set_defaults(func=_fig7)

@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from safefakes.common.errors import SafefakesError
@@ -43,6 +44,14 @@ DETECTOR_LABELS = {"dsfd": "DSFD", "tinaface": "TinaFace", "faster_rcnn": "Faste
 #: Below this easy AP on the untouched data, a detector has not learned to find faces: the differences between
 #: methods in its figures are noise, and the figures say so in red instead of passing for a result.
 LEARNED_EASY_AP = 0.1
+
+#: Resolution of every PNG the project writes.
+FIGURE_DPI = 150
+#: Scatter labels closer than this (fractions of the data's x and y spans) would overlap: the later one moves down.
+LABEL_CLEARANCE = (0.12, 0.05)
+#: How far (in points) a moved label goes down per step, and the font size of scatter labels.
+LABEL_STEP_POINTS = 9
+LABEL_FONT_SIZE = 7
 
 
 def read_ap_file(path: str | os.PathLike[str]) -> dict[str, float]:
@@ -110,11 +119,32 @@ def mark_if_not_learned(figure: plt.Figure, table: pd.DataFrame) -> None:
 
 
 def save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
-    """Write a figure as PNG atomically (no timestamp metadata, so the same data gives the same bytes) and close it."""
+    """Write a figure as PNG atomically (no timestamp metadata, so the same data gives the same bytes) and close it.
+    Every figure of the project is written here."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight", metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def annotate_points(axis: plt.Axes, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str]) -> None:
+    """Label each finite scatter point at its upper right; a label that would sit on an earlier one (left to
+    right) steps down by :data:`LABEL_STEP_POINTS` until it is clear, so close points stay readable."""
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    finite = np.isfinite(x) & np.isfinite(y)
+    if not finite.any():
+        return
+    span_x = float(np.ptp(x[finite])) or 1.0
+    span_y = float(np.ptp(y[finite])) or 1.0
+    placed: list[tuple[float, float, int]] = []
+    for index in sorted(np.flatnonzero(finite), key=lambda i: (x[i], y[i])):
+        here_x, here_y = x[index] / span_x, y[index] / span_y
+        step = 0
+        while any(abs(here_x - px) < LABEL_CLEARANCE[0] and abs(here_y - py) < LABEL_CLEARANCE[1] and taken == step for px, py, taken in placed):
+            step += 1
+        placed.append((here_x, here_y, step))
+        offset = (3, 3 - step * LABEL_STEP_POINTS)
+        axis.annotate(str(labels[index]), (x[index], y[index]), fontsize=LABEL_FONT_SIZE, xytext=offset, textcoords="offset points")
 
 
 def save_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:

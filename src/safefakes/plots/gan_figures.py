@@ -2,7 +2,9 @@
 
 * Fig. 1 (and supplementary Fig. 10): one training image as every method anonymized it, with zoomed
   crops of its largest faces so the generated faces can be seen.
-* Fig. 7: detector AP per difficulty against the anonymizer's training set (PIPA 38k, FDF 100k, ...).
+* Fig. 7: detector AP per difficulty against the anonymizer's training set (PIPA 38k, FDF 100k, ...); each bar's
+  training-face count is the one its GAN trained on, read from its anonymized training set's manifest
+  (``method_record.generator.train_crops``).
 * Fig. 9: detector AP per difficulty against the anonymizer's training iterations.
 * Landmark coverage: per GAN method and face-size bin, where each face's landmarks came from (the
   dataset, Keypoint R-CNN, MTCNN, dlib, none, blacked out instead), read from the anonymization manifests'
@@ -11,14 +13,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import matplotlib
@@ -29,11 +31,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from safefakes.anonymize.base import SKIP_BELOW_MIN_SIZE  # noqa: E402
+from safefakes.anonymize.dataset import MANIFEST_NAME  # noqa: E402
 from safefakes.anonymize.gan.crops import context_square, extract_square  # noqa: E402
 from safefakes.anonymize.gan.keypoints import SIZE_BIN_EDGES, size_bin  # noqa: E402
 from safefakes.anonymize.gan.keypoints import parse_face_detail as parse_landmark_detail  # noqa: E402
 from safefakes.common.errors import SafefakesError  # noqa: E402
-from safefakes.common.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from safefakes.common.weights import require_one_initialisation  # noqa: E402
 from safefakes.data.wider import (  # noqa: E402
     DIFFICULTIES,  # noqa: E402
@@ -42,9 +44,8 @@ from safefakes.data.wider import (  # noqa: E402
     WiderLayout,
     load_split,
 )
-from safefakes.plots.figures import DETECTOR_LABELS, METHOD_LABELS, method_order, read_ap_file, read_initialisation  # noqa: E402
+from safefakes.plots.figures import DETECTOR_LABELS, METHOD_LABELS, method_order, read_ap_file, read_initialisation, save_figure, save_table  # noqa: E402
 
-FIGURE_DPI = 150
 #: Bar / line colours of the three WIDER FACE difficulties and their mean.
 AP_COLORS = {"easy": "#4c72b0", "medium": "#dd8452", "hard": "#55a868", "mAP": "#8172b3"}
 AP_COLUMNS = DIFFICULTIES + ("mAP",)
@@ -129,17 +130,6 @@ def format_count(count: int) -> str:
         if count >= scale:
             return f"{count / scale:.3g}{suffix}"
     return str(count)
-
-
-def _save_png(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": None})
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _save_csv(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
 
 
 def _ap_row(path: str | os.PathLike[str]) -> dict[str, float | str]:
@@ -235,7 +225,7 @@ def plot_fig1(
         axis.set_yticks([])
     axes[0, 0].set_ylabel(Path(image).name, fontsize=7)
     figure.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2)
-    _save_png(figure, out_png)
+    save_figure(figure, out_png)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -243,15 +233,18 @@ def plot_fig1(
 # --------------------------------------------------------------------------------------------------
 
 
-def training_set_table(results: Sequence[tuple[str, str]], faces: Mapping[str, int] | None = None) -> pd.DataFrame:
-    """One row per label (in the given order): training faces (when known), the three APs and their mean."""
-    faces = dict(faces or {})
+def training_set_table(results: Sequence[tuple[str, str]], anonymized: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
+    """One row per label of ``results`` (label, evaluation JSON; in the given order): the faces its anonymizer trained
+    on, the three APs and their mean. The training faces come from the label's anonymized training set in ``anonymized``
+    (label, anonymized root: :func:`generator_training_faces`); empty for a label without one or whose manifest records
+    none (the original data; data anonymized before GAN checkpoints recorded their training crops)."""
     labels = [label for label, _ in results]
-    unknown = sorted(set(faces) - set(labels))
+    unknown = sorted({label for label, _ in anonymized} - set(labels))
     if unknown:
-        raise SafefakesError(f"--faces given for {', '.join(unknown)}, which has no --result")
+        raise SafefakesError(f"--anonymized given for {', '.join(unknown)}, which has no --result")
     if not results:
         raise SafefakesError("no evaluation results given")
+    faces = {label: generator_training_faces(root, label) for label, root in anonymized}
     rows = [{"label": label, "training_faces": faces.get(label), **_ap_row(path)} for label, path in results]
     require_one_initialisation({row["label"]: row["initialisation"] for row in rows})
     table = pd.DataFrame(rows, columns=["label", "training_faces", "initialisation", *AP_COLUMNS])
@@ -261,7 +254,7 @@ def training_set_table(results: Sequence[tuple[str, str]], faces: Mapping[str, i
 
 def plot_fig7(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
     """Fig. 7: grouped bars (easy, medium, hard, mean AP) per anonymizer training set, in the table's order."""
-    _save_csv(table, out_csv)
+    save_table(table, out_csv)
     count = len(table)
     figure, axis = plt.subplots(figsize=(max(5.0, 1.3 * count + 2), 4.2))
     width = 0.8 / len(AP_COLUMNS)
@@ -279,7 +272,7 @@ def plot_fig7(table: pd.DataFrame, detector: str, out_png: str | os.PathLike[str
     axis.set_title(f"{DETECTOR_LABELS.get(detector, detector)} trained on data anonymized by GANs trained on different data")
     axis.legend(loc="upper right", fontsize=8, ncols=4)
     axis.grid(axis="y", alpha=0.3)
-    _save_png(figure, out_png)
+    save_figure(figure, out_png)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,7 +306,7 @@ def plot_fig9(table: pd.DataFrame, references: pd.DataFrame, detector: str, out_
     when the detectors (references included) started differently."""
     starts = {f"{format_count(int(row.iterations))} iterations": row.initialisation for row in table.itertuples(index=False)}
     require_one_initialisation(starts | {f"{row.label} (reference)": row.initialisation for row in references.itertuples(index=False)})
-    _save_csv(table, out_csv)
+    save_table(table, out_csv)
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for column in AP_COLUMNS:
         label = "mean" if column == "mAP" else column.capitalize()
@@ -332,7 +325,7 @@ def plot_fig9(table: pd.DataFrame, references: pd.DataFrame, detector: str, out_
     axis.set_title(f"{DETECTOR_LABELS.get(detector, detector)}: AP against anonymizer training length")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, loc="lower right")
-    _save_png(figure, out_png)
+    save_figure(figure, out_png)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,15 +347,43 @@ def parse_face_detail(detail: str) -> tuple[str, str, str]:
     return parsed.counted_source, parsed.size_bin, parsed.source
 
 
-def _read_manifest(path: str | os.PathLike[str], method: str) -> tuple[dict, dict]:
-    """The ``counts`` and ``params`` of one anonymization manifest."""
+def read_manifest(path: str | os.PathLike[str], label: str) -> dict[str, Any]:
+    """One anonymization manifest (the ``manifest.json`` of ``safefakes anonymize``) as a dict. Refused with an error
+    naming ``label`` when the file is missing, and naming the file when it is not a JSON object with a ``counts``
+    object (or its ``params`` is not an object)."""
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
-        return dict(manifest["counts"]), dict(manifest.get("params") or {})
     except FileNotFoundError:
-        raise SafefakesError(f"{method}: manifest not found: {path}") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise SafefakesError(f"{path}: not an anonymization manifest (expected a JSON object with counts)") from None
+        raise SafefakesError(f"{label}: manifest not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("counts"), dict) or not isinstance(manifest.get("params") or {}, dict):
+        raise SafefakesError(f"{path}: not an anonymization manifest (expected a JSON object with counts)")
+    return manifest
+
+
+def generator_training_faces(anonymized_root: str | os.PathLike[str], label: str) -> int | None:
+    """How many faces the GAN that anonymized ``anonymized_root`` trained on: ``method_record.generator.train_crops``
+    of its ``manifest.json`` (``safefakes anonymize`` copies it from the generator checkpoint). None when the manifest
+    records no count: data anonymized by a checkpoint written before the count was recorded, or by a method without a
+    generator. A count that is not a positive whole number is an error naming the file."""
+    path = Path(anonymized_root) / MANIFEST_NAME
+    record = read_manifest(path, label).get("method_record") or {}
+    generator = (record.get("generator") or {}) if isinstance(record, dict) else None
+    if not isinstance(generator, dict):
+        raise SafefakesError(f"{path}: method_record.generator is not an object")
+    count = generator.get("train_crops")
+    if count is None:
+        return None
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise SafefakesError(f"{path}: method_record.generator.train_crops must be a positive whole number, got {count!r}")
+    return count
+
+
+def _read_manifest(path: str | os.PathLike[str], method: str) -> tuple[dict, dict]:
+    """The ``counts`` and ``params`` of one anonymization manifest."""
+    manifest = read_manifest(path, method)
+    return dict(manifest["counts"]), dict(manifest.get("params") or {})
 
 
 def coverage_table(manifests: Sequence[tuple[str, str]]) -> pd.DataFrame:
@@ -415,7 +436,7 @@ def coverage_table(manifests: Sequence[tuple[str, str]]) -> pd.DataFrame:
 
 def plot_keypoint_coverage(table: pd.DataFrame, out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str]) -> None:
     """Stacked bars per size bin, one panel per method: the share of faces by landmark source."""
-    _save_csv(table, out_csv)
+    save_table(table, out_csv)
     methods = list(dict.fromkeys(table["method"]))
     columns = min(3, len(methods))
     rows = math.ceil(len(methods) / columns)
@@ -447,4 +468,4 @@ def plot_keypoint_coverage(table: pd.DataFrame, out_png: str | os.PathLike[str],
     figure.legend(handles, labels, loc="lower center", ncols=max(1, len(present)), fontsize=7, bbox_to_anchor=(0.5, -0.02))
     figure.suptitle("Where the GAN methods' face landmarks came from, by face size")
     figure.tight_layout(rect=(0, 0.05, 1, 1))
-    _save_png(figure, out_png)
+    save_figure(figure, out_png)

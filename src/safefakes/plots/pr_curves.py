@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,15 +10,13 @@ import numpy as np
 import pandas as pd
 
 from safefakes.common.errors import SafefakesError
-from safefakes.common.io import atomic_write_bytes
 from safefakes.data.wider import DIFFICULTIES
 
 #: The evaluation settings, one panel each, in the paper's order.
 #: Columns of a PR-curve table (what ``safefakes evaluate --curves`` writes).
 CURVE_COLUMNS = ("setting", "threshold", "precision", "recall")
-#: Figure size in inches (three panels side by side) and resolution of the PNG.
+#: Figure size in inches (three panels side by side).
 FIGURE_SIZE = (13.5, 4.5)
-FIGURE_DPI = 120
 
 
 def curve_ap(frame: pd.DataFrame, setting: str) -> float:
@@ -65,6 +62,8 @@ def plot_pr_curves(
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    from safefakes.plots.figures import save_figure
+
     figure, axes = plt.subplots(1, len(settings), figsize=FIGURE_SIZE, sharey=True, squeeze=False)
     for axis, setting in zip(axes[0], settings):
         for label, frame in curves.items():
@@ -83,7 +82,4 @@ def plot_pr_curves(
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(figure, path)

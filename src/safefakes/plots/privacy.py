@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib
 
@@ -16,7 +15,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import norm  # noqa: E402
 
-from safefakes.common.io import atomic_write_bytes  # noqa: E402
 from safefakes.evaluate.correlation import (  # noqa: E402
     GROUP_COLUMN,
     GROUPS,
@@ -28,26 +26,16 @@ from safefakes.evaluate.correlation import (  # noqa: E402
     metric_columns,
 )
 from safefakes.evaluate.reid import det_curve, equal_error_rate  # noqa: E402
+from safefakes.plots.figures import annotate_points, save_figure  # noqa: E402
 
 #: DET axes are clipped to these error rates so 0 and 1 stay on the normal-deviate scale.
 DET_RATE_LIMITS = (1e-3, 0.999)
 DET_TICKS = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99)
-FIGURE_DPI = 120
 #: Mark and fill colour of a Table II cell whose r rests on fewer than MIN_RELIABLE_POINTS points.
 FEW_POINTS_MARK = "*"
 FEW_POINTS_COLOUR = "#fde0b2"
 #: Marker of each point group in the Table II scatter plots.
 GROUP_MARKERS = {"GAN": "o", "Conventional": "s", "Other": "^"}
-
-
-def save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
-    """Write a figure as PNG atomically, without a timestamp or software tag (same input, same bytes)."""
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": None})
-    plt.close(figure)
-    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def correlation_cell(row: pd.Series) -> str:
@@ -103,9 +91,7 @@ def plot_metric_scatter(table: pd.DataFrame, path: str | os.PathLike[str], corre
             mask = table[GROUP_COLUMN] == group
             if mask.any():
                 axis.scatter(table.loc[mask, metric], table.loc[mask, MAP_COLUMN], marker=marker, label=group)
-        for method, row in table.iterrows():
-            if np.isfinite(row[metric]):
-                axis.annotate(str(method), (row[metric], row[MAP_COLUMN]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        annotate_points(axis, table[metric], table[MAP_COLUMN], [str(method) for method in table.index])
         axis.set_xlabel(metric)
         axis.set_ylabel("mAP")
         axis.set_title(_panel_title(metric, correlations), fontsize=7)
@@ -173,9 +159,8 @@ def plot_frontier(points: pd.DataFrame, path: str | os.PathLike[str], scenario: 
     left.plot(ordered["map"], ordered["eer"], color="tab:red", marker="o", fillstyle="none", markersize=11, label="Pareto front")
     right.scatter(points["map"], points["fmr"], marker="o", label="FMR at threshold")
     right.scatter(points["map"], points["fnmr"], marker="s", label="FNMR at threshold")
-    for _index, row in points.iterrows():
-        for axis, column in ((left, "eer"), (right, "fmr")):
-            axis.annotate(str(row["label"]), (row["map"], row[column]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for axis, column in ((left, "eer"), (right, "fmr")):
+        annotate_points(axis, points["map"], points[column], points["label"].astype(str).tolist())
     left.set_ylabel(f"re-identification EER ({scenario}; higher = more private)")
     right.set_ylabel(f"error rate at threshold ({scenario})")
     for axis in (left, right):

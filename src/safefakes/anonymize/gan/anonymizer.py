@@ -12,7 +12,8 @@ them and ``dataset_landmarks`` is on, else from the detector ``keypoint_source``
 paper's, Keypoint R-CNN for DeepPrivacy, dlib for CIAGAN and Sun2018; :mod:`.keypoints`, :mod:`.landmarks68`).
 A detector that cannot run here is replaced only as ``keypoint_fallback`` says (default ``error``: the
 method refuses to start, naming ``safefakes fetch-weights``); the choice is made once, when the method is
-built, and recorded (:meth:`GanAnonymizer.run_record`, in the manifest). A face without landmarks is
+built, and recorded (:meth:`GanAnonymizer.run_record`, in the manifest), with the generator checkpoint's GAN,
+iteration, resolution, training set and training-crop count (Fig. 7's training faces). A face without landmarks is
 generated without them (DeepPrivacy, Sun2018) or blacked out (CIAGAN), as in Safe Fakes Sec. III-C. Each
 anonymized face's outcome detail is ``kp=<source>,size=<bin>[,fallback=blackout]``
 (:class:`~safefakes.anonymize.gan.keypoints.FaceLandmarkDetail`), so the manifest's ``face_details`` gives
@@ -113,16 +114,21 @@ class GanAnonymizer:
         self.landmark_choice: DetectorChoice = choose(config.keypoint_source, config.keypoint_fallback)
         self._generator: nn.Module | None = None
         self._checkpoint: GanCheckpoint | None = None
+        self._generator_record: dict[str, Any] | None = None
         self._landmark_source: Any = None
         self.device = select_device(config.device)
 
     # The checkpoint and detector load on first use, so listing or validating the method stays cheap.
+    def _load_checkpoint(self) -> GanCheckpoint:
+        """Read the configured generator checkpoint (refused when none is configured or it is another GAN's)."""
+        if not self.config.checkpoint:
+            raise SafefakesError(f"method {self.name} needs a generator checkpoint (--checkpoint FILE from 'safefakes train-gan')")
+        return load_gan_checkpoint(self.config.checkpoint, self.name)
+
     def generator(self) -> tuple[nn.Module, GanCheckpoint]:
         """The generator (loaded once) and its checkpoint record."""
         if self._generator is None:
-            if not self.config.checkpoint:
-                raise SafefakesError(f"method {self.name} needs a generator checkpoint (--checkpoint FILE from 'safefakes train-gan')")
-            checkpoint = load_gan_checkpoint(self.config.checkpoint, self.name)
+            checkpoint = self._load_checkpoint()
             self._generator = checkpoint.build_generator().to(self.device)
             self._checkpoint = checkpoint
         assert self._checkpoint is not None
@@ -139,9 +145,17 @@ class GanAnonymizer:
         return self._landmark_source
 
     def run_record(self) -> dict[str, Any]:
-        """What this run's landmarks come from, for the log and the manifest: dataset landmarks on or off, and the
-        detector choice (asked for, fallback setting, used, why)."""
-        return {"landmarks": {"dataset_landmarks": self.config.dataset_landmarks, **self.landmark_choice.to_dict(), "summary": self.landmark_choice.summary()}}
+        """What this run's faces come from, for the log and the manifest: ``landmarks`` (dataset landmarks on or off,
+        and the detector choice: asked for, fallback setting, used, why) and ``generator`` (:meth:`GanCheckpoint.record`:
+        the checkpoint's GAN, iteration, resolution, training set and training crops).
+
+        The dataset commands call this once before the first image, so a missing or foreign checkpoint stops the run
+        there. Only the checkpoint's record is kept: the generator is built where images are anonymized (the worker
+        processes), not a second time here."""
+        if self._generator_record is None:
+            self._generator_record = (self._checkpoint or self._load_checkpoint()).record()
+        landmarks = {"dataset_landmarks": self.config.dataset_landmarks, **self.landmark_choice.to_dict(), "summary": self.landmark_choice.summary()}
+        return {"landmarks": landmarks, "generator": dict(self._generator_record)}
 
     def _dataset_landmarks(self, extras: FaceExtras | None) -> np.ndarray | None:
         """The dataset's landmarks of the GAN's kind for one face, or None."""

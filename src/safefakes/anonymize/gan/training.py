@@ -9,9 +9,10 @@ iteration points of Fig. 9); the losses go to ``CHECKPOINTS/train_log.csv``. A k
 with the same arguments ends, on CPU, with weights bit-identical to an uninterrupted one.
 
 The training set is a folder (:func:`~safefakes.anonymize.gan.cropsets.load_crop_set`), optionally cut
-to ``max_faces`` crops (Fig. 7's training-set sizes). Where its crops' 7 keypoints come from (``keypoints7`` for
-PIPA and identity sets; the dataset's own for synthetic and FDF sets) is logged per source and stored in every
-checkpoint (``train_keypoint_sources``).
+to ``max_faces`` crops (Fig. 7's training-set sizes); every checkpoint stores how many crops the run trained on
+(``train_crops``: Fig. 7's training-face count, read back from the anonymized data's manifest). Where its crops'
+7 keypoints come from (``keypoints7`` for PIPA and identity sets; the dataset's own for synthetic and FDF sets) is
+logged per source and stored in every checkpoint (``train_keypoint_sources``).
 """
 
 from __future__ import annotations
@@ -77,9 +78,10 @@ def write_gan_checkpoint(
     generator_config: Mapping[str, Any] | None = None,
     train_set: str = "",
     train_keypoint_sources: Mapping[str, int] | None = None,
+    train_crops: int | None = None,
 ) -> None:
     """Write a generator checkpoint atomically (weights, hyper-parameters, iteration, resolution reached, training
-    set and its crops per keypoint source)."""
+    set, the number of crops trained on (None: not known) and those crops per keypoint source)."""
     payload = {
         "format": GAN_CHECKPOINT_FORMAT,
         "gan": gan,
@@ -91,6 +93,7 @@ def write_gan_checkpoint(
         "seed": seed,
         "train_set": train_set,
         "train_keypoint_sources_json": json.dumps(dict(train_keypoint_sources or {}), sort_keys=True),
+        "train_crops": None if train_crops is None else int(train_crops),
         "generator": cpu_state_dict(generator),
     }
     write_torch_payload(path, payload)
@@ -109,11 +112,28 @@ class GanCheckpoint:
     alpha: float
     train_set: str
     train_keypoint_sources: dict[str, int] = field(default_factory=dict)  # training crops per keypoint source
+    train_crops: int | None = None  # crops the run trained on (None: a checkpoint written before it was recorded)
 
     @property
     def recipe(self) -> GanRecipe:
         """The recipe of this checkpoint's GAN."""
         return get_recipe(self.gan)
+
+    def record(self) -> dict[str, Any]:
+        """What identifies the generator in a manifest: GAN, iteration, resolution, training set and the number of
+        crops it trained on (``train_crops``, None for checkpoints written before it was recorded), and a one-line
+        ``summary`` for the log."""
+        crops = "an unrecorded number of" if self.train_crops is None else str(self.train_crops)
+        train_set = self.train_set or "an unrecorded set"
+        summary = f"{self.gan} generator at iteration {self.iteration} ({self.resolution} px), trained on {crops} crops of {train_set}"
+        return {
+            "gan": self.gan,
+            "iteration": self.iteration,
+            "resolution": self.resolution,
+            "train_set": self.train_set,
+            "train_crops": self.train_crops,
+            "summary": summary,
+        }
 
     def build_generator(self) -> nn.Module:
         """The generator with the checkpoint's weights (in eval mode, on the CPU)."""
@@ -138,6 +158,7 @@ def load_gan_checkpoint(path: str | Path, expected_gan: str | None = None) -> Ga
         float(payload["alpha"]),
         str(payload.get("train_set", "")),
         json.loads(payload.get("train_keypoint_sources_json", "{}")),  # absent from checkpoints written before it was recorded
+        None if payload.get("train_crops") is None else int(payload["train_crops"]),  # likewise
     )
 
 
@@ -276,6 +297,7 @@ def train_gan(request: GanTrainRequest, crops: CropSet | None = None) -> list[Pa
                 generator_config,
                 crops.source,
                 keypoint_sources,
+                len(crops),
             )
         if iteration in checkpoint_paths or iteration % train.state_every == 0:
             save_state(state_path, training_state, iteration, fingerprint, state_format=GAN_STATE_FORMAT)
