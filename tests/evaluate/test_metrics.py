@@ -300,6 +300,25 @@ def test_table2_figure_shows_the_few_points_warning(tmp_path: Path, monkeypatch:
     assert any("WARNING" in text for text in drawn) and any("GAN" in text and "n=3*" in text for text in drawn)
 
 
+def test_table2_scatter_says_when_a_metric_has_no_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safefakes.plots import privacy
+
+    panels: dict[str, tuple[bool, list[str], bool]] = {}
+
+    def keep_panels(figure, path) -> None:
+        for axis in figure.axes:
+            panels[axis.get_title().split("\n")[0]] = (axis.axison, [text.get_text() for text in axis.texts], axis.get_legend() is not None)
+
+    monkeypatch.setattr(privacy, "save_figure", keep_panels)
+    table = _method_table(tmp_path, ["blur", "pixelate", "blackout", "fullblur", "gan_a", "gan_b", "gan_c"], ("gan_a", "gan_b", "gan_c"), [400])
+    table.pop("lpips")
+    table.insert(0, "lpips", float("nan"))  # no values, and the first panel: the one that used to carry the legend
+    privacy.plot_metric_scatter(table, tmp_path / "s.png", correlation.correlation_table(table))
+    shown, texts, legend = panels["lpips"]
+    assert not shown and any("no values" in text for text in texts) and not legend
+    assert panels["l1"][0] and any(legend for _, _, legend in panels.values())
+
+
 def test_table2_mismatched_inputs_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     methods, metric_paths, ap_paths, _ = _write_method_files(tmp_path)
     argv = ["table2", "--metrics", *map(str, metric_paths[:2]), "--ap", *map(str, ap_paths), "--methods", *methods]

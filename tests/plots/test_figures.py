@@ -119,13 +119,14 @@ def test_figures_of_a_detector_that_has_not_learned_say_so() -> None:
     plt.close("all")
 
 
-def _label_offsets(xs: list[float], ys: list[float]) -> dict[str, tuple[float, float]]:
+def _label_offsets(xs: list[float], ys: list[float], labels: list[str] | None = None) -> dict[str, tuple[float, float]]:
     import matplotlib.pyplot as plt
 
     from safefakes.plots.figures import annotate_points
 
     figure, axis = plt.subplots()
-    labels = [f"p{i}" for i in range(len(xs))]
+    labels = labels or [f"p{i}" for i in range(len(xs))]
+    axis.scatter(xs, ys)
     annotate_points(axis, xs, ys, labels)
     offsets = {text.get_text(): tuple(text.xyann) for text in axis.texts}
     plt.close(figure)
@@ -133,13 +134,35 @@ def _label_offsets(xs: list[float], ys: list[float]) -> dict[str, tuple[float, f
 
 
 def test_scatter_labels_of_close_points_are_stacked_apart() -> None:
-    # p1 and p2 almost coincide (the frontier's DeepPrivacy and Sun2018 did); p0 and p3 are far from both.
-    offsets = _label_offsets([0.05, 0.316, 0.353, 0.50], [0.51, 0.460, 0.459, 0.05])
-    assert offsets["p1"] != offsets["p2"]
-    assert offsets["p1"][0] == offsets["p2"][0]  # same side, moved down
-    assert offsets["p0"] == offsets["p1"] == offsets["p3"]
+    # The frontier's DeepPrivacy and Sun2018 labels printed over each other; black-out and original are far from both.
+    labels = ["blackout", "deepprivacy", "sun2018", "original"]
+    offsets = _label_offsets([0.05, 0.316, 0.353, 0.46], [0.51, 0.460, 0.459, 0.05], labels)
+    assert offsets["deepprivacy"] != offsets["sun2018"]
+    assert offsets["deepprivacy"][0] == offsets["sun2018"][0]  # same side, moved vertically
+    assert offsets["blackout"] == offsets["deepprivacy"] == offsets["original"]
 
 
 def test_scatter_labels_skip_missing_values() -> None:
     offsets = _label_offsets([0.1, float("nan"), 0.9], [0.2, 0.5, float("nan")])
     assert list(offsets) == ["p0"]
+
+
+def test_scatter_labels_do_not_overlap_when_drawn() -> None:
+    import matplotlib.pyplot as plt
+
+    from safefakes.plots.figures import annotate_points
+
+    # Table II's L2 panel: blur and sun2018 sat close enough that their labels printed as one line.
+    xs = [0.003, 0.010, 0.026, 0.033, 0.054, 0.080, 0.141, 0.016, 0.187]
+    ys = [0.505, 0.333, 0.353, 0.316, 0.277, 0.097, 0.134, 0.090, 0.055]
+    labels = ["pixelate", "blur", "sun2018", "deepprivacy", "deepprivacy-synth_large_quarter-400", "deepprivacy-synth_large-400"]
+    labels += ["ciagan", "fullblur", "blackout"]
+    figure, axis = plt.subplots(figsize=(4.6, 3.8))
+    axis.scatter(xs, ys)
+    annotate_points(axis, xs, ys, labels)
+    renderer = figure.canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in axis.texts]
+    plt.close(figure)
+    assert len(boxes) == len(labels)
+    overlapping = [(a, b) for i, a in enumerate(labels) for j, b in enumerate(labels) if i < j and boxes[i].overlaps(boxes[j])]
+    assert overlapping == []

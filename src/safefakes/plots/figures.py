@@ -47,11 +47,12 @@ LEARNED_EASY_AP = 0.1
 
 #: Resolution of every PNG the project writes.
 FIGURE_DPI = 150
-#: Scatter labels closer than this (fractions of the data's x and y spans) would overlap: the later one moves down.
-LABEL_CLEARANCE = (0.12, 0.05)
-#: How far (in points) a moved label goes down per step, and the font size of scatter labels.
-LABEL_STEP_POINTS = 9
+#: Scatter labels: font size (points), the width of a character as a share of it (an estimate for the
+#: overlap test), how far a label that would cover another moves per step (points), and at most how many steps.
 LABEL_FONT_SIZE = 7
+LABEL_WIDTH_PER_CHARACTER = 0.6
+LABEL_STEP_POINTS = 8
+LABEL_MAX_STEPS = 4
 
 
 def read_ap_file(path: str | os.PathLike[str]) -> dict[str, float]:
@@ -128,23 +129,31 @@ def save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
 
 
 def annotate_points(axis: plt.Axes, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str]) -> None:
-    """Label each finite scatter point at its upper right; a label that would sit on an earlier one (left to
-    right) steps down by :data:`LABEL_STEP_POINTS` until it is clear, so close points stay readable."""
+    """Label each finite scatter point at its upper right; a label whose box would cover an earlier one's (left to
+    right) moves down, then up, by :data:`LABEL_STEP_POINTS` until it is clear, so close points stay readable.
+    Call it after the points are drawn (it places labels in display space, from the axis' current limits)."""
     x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
     finite = np.isfinite(x) & np.isfinite(y)
-    if not finite.any():
-        return
-    span_x = float(np.ptp(x[finite])) or 1.0
-    span_y = float(np.ptp(y[finite])) or 1.0
-    placed: list[tuple[float, float, int]] = []
+    axis.autoscale_view()  # apply pending autoscaling now, so the data-to-pixel transform is the drawn one
+    pixels_per_point = axis.figure.dpi / 72.0
+    height = LABEL_FONT_SIZE * pixels_per_point
+    placed: list[tuple[float, float, float, float]] = []  # x0, y0, x1, y1 of each label, display pixels
+
+    def clear(box: tuple[float, float, float, float]) -> bool:
+        return all(box[2] <= other[0] or other[2] <= box[0] or box[3] <= other[1] or other[3] <= box[1] for other in placed)
+
     for index in sorted(np.flatnonzero(finite), key=lambda i: (x[i], y[i])):
-        here_x, here_y = x[index] / span_x, y[index] / span_y
-        step = 0
-        while any(abs(here_x - px) < LABEL_CLEARANCE[0] and abs(here_y - py) < LABEL_CLEARANCE[1] and taken == step for px, py, taken in placed):
-            step += 1
-        placed.append((here_x, here_y, step))
-        offset = (3, 3 - step * LABEL_STEP_POINTS)
-        axis.annotate(str(labels[index]), (x[index], y[index]), fontsize=LABEL_FONT_SIZE, xytext=offset, textcoords="offset points")
+        text = str(labels[index])
+        anchor_x, anchor_y = axis.transData.transform((x[index], y[index]))
+        width = LABEL_WIDTH_PER_CHARACTER * LABEL_FONT_SIZE * len(text) * pixels_per_point
+        candidates = [3 + sign * step * LABEL_STEP_POINTS for step in range(LABEL_MAX_STEPS + 1) for sign in ((-1, 1) if step else (1,))]
+        for offset in candidates:
+            left, bottom = anchor_x + 3 * pixels_per_point, anchor_y + offset * pixels_per_point
+            box = (left, bottom, left + width, bottom + height)
+            if clear(box):
+                break
+        placed.append(box)
+        axis.annotate(text, (x[index], y[index]), fontsize=LABEL_FONT_SIZE, xytext=(3, offset), textcoords="offset points")
 
 
 def save_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:

@@ -86,7 +86,15 @@ def plot_metric_scatter(table: pd.DataFrame, path: str | os.PathLike[str], corre
     columns = min(3, max(1, len(metrics)))
     rows = max(1, math.ceil(len(metrics) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.8 * rows), squeeze=False)
+    legend_axis = None
     for axis, metric in zip(axes.flat, metrics):
+        if not np.isfinite(table[metric].to_numpy(dtype=float)).any():
+            axis.set_axis_off()
+            axis.set_title(metric, fontsize=7)
+            note = f"{metric}: no values\n(not computed: the reason is under\n'unavailable' in each metrics JSON)"
+            axis.text(0.5, 0.5, note, ha="center", va="center", fontsize=9, color="0.4", transform=axis.transAxes)
+            continue
+        legend_axis = legend_axis or axis
         for group, marker in GROUP_MARKERS.items():
             mask = table[GROUP_COLUMN] == group
             if mask.any():
@@ -97,7 +105,8 @@ def plot_metric_scatter(table: pd.DataFrame, path: str | os.PathLike[str], corre
         axis.set_title(_panel_title(metric, correlations), fontsize=7)
     for axis in list(axes.flat)[len(metrics) :]:
         axis.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    if legend_axis is not None:
+        legend_axis.legend(fontsize=8)
     iteration = map_iteration(table)
     warning = correlations is not None and correlations["warning"].astype(bool).any()
     notes = [f"mAP at detector iteration {iteration}" if iteration is not None else ""]
