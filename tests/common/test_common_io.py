@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,30 @@ def test_atomic_directory_replaces_an_existing_folder(tmp_path: Path) -> None:
     with atomic_directory(target) as building:
         (building / "new.txt").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+
+
+def test_atomic_directory_keeps_the_old_folder_when_the_new_one_cannot_move_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safefakes.common import io as common_io
+
+    target = tmp_path / "dataset"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real_replace = os.replace
+    moves: list[str] = []
+
+    def failing_replace(source, destination) -> None:
+        moves.append(Path(source).name)
+        if Path(source).name.endswith(".tmp"):  # the new folder moving in
+            raise OSError("disk detached")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(common_io.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk detached"):
+        with atomic_directory(target) as building:
+            (building / "new.txt").write_text("new")
+    assert len(moves) == 3  # old aside, new in (fails), old back
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["dataset"]  # no temporary or set-aside folder left
 
 
 # --- failures half-way ----------------------------------------------------------------------------

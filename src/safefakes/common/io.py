@@ -49,17 +49,27 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a folder under a temporary name and rename it to ``path`` only on success.
 
-    An existing ``path`` is replaced. On any exception the temporary folder is removed,
-    so a killed or failed job leaves no folder at ``path``.
+    An existing ``path`` is replaced: it is renamed aside, the new folder renamed in, and only then is the old
+    one deleted (if the second rename fails, the old folder is put back). On any exception the temporary folder
+    is removed, so a killed or failed job leaves no new folder at ``path``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        if not target.exists():
+            os.replace(tmp, target)
+            return
+        # An empty placeholder with a fresh name: renaming a folder onto an empty one replaces it atomically.
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, aside)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(aside, target)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
