@@ -203,7 +203,7 @@ def test_fig7_draws_an_external_checkpoints_bar_labelled_fdf_star(tmp_path: Path
     results = [(label, _write_ap(tmp_path / f"{index}.json", *values)) for index, (label, values) in enumerate(aps.items())]
     anonymized = [("fdf_100k", _anonymized_root(tmp_path / "fdf_100k", 100_000)), ("FDF*", _anonymized_root(tmp_path / "fdf_star", None))]
     figures = []
-    monkeypatch.setattr(gan_figures, "_save_png", lambda figure, path: figures.append(figure))
+    monkeypatch.setattr(gan_figures, "save_figure", lambda figure, path: figures.append(figure))
     gan_figures.plot_fig7(gan_figures.training_set_table(results, anonymized), "dsfd", tmp_path / "fig7.png", tmp_path / "fig7.csv")
     (figure,) = figures
     axis = figure.axes[0]
