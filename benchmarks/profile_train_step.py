@@ -14,6 +14,8 @@ included), the backward pass and the optimizer step, plus the share of the step 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import json
 import time
 from pathlib import Path
@@ -50,6 +52,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT / "results" / "data" / "synthetic")
     parser.add_argument("--channels-last", action="store_true", help="run the model in channels_last memory format")
+    parser.add_argument("--optimizer-loop", action="store_true", help="torch's per-tensor optimizer loop (foreach=False) instead of the fused kernel")
+    parser.add_argument("--no-profiler", action="store_true", help="time without torch's profiler (no convolution share)")
     parser.add_argument("--hparams", default=None, help='overrides merged onto the demo\'s entry, e.g. \'{"train": {"batch_size": 2}}\'')
     args = parser.parse_args()
 
@@ -63,6 +67,10 @@ def main() -> None:
         model = model.to(memory_format=torch.channels_last)
     model.train()
     optimizer = build_optimizer(model, config.optimizer)
+    if args.optimizer_loop:  # the same optimizer and settings, stepped tensor by tensor
+        accepted = inspect.signature(type(optimizer)).parameters
+        settings = {key: value for key, value in optimizer.defaults.items() if key in accepted}
+        optimizer = type(optimizer)(optimizer.param_groups[0]["params"], **{**settings, "fused": None, "foreach": False})
     device = torch.device("cpu")
     totals = {"augment": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     conv_seconds = 0.0
@@ -72,7 +80,8 @@ def main() -> None:
         batch = collate_detection([dataset[((step * config.batch_size + i) % len(dataset), step)] for i in range(config.batch_size)])
         inputs, targets = to_model_inputs(*batch, device)
         after_augment = time.perf_counter()
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        profiling = contextlib.nullcontext() if args.no_profiler else torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+        with profiling as profiler:
             with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=config.cpu_bfloat16):
                 loss = sum(model(inputs, targets).values())
             after_forward = time.perf_counter()
@@ -86,7 +95,7 @@ def main() -> None:
             totals["forward"] += after_forward - after_augment
             totals["backward"] += after_backward - after_forward
             totals["optimizer"] += done - after_backward
-            conv_seconds += sum(e.self_cpu_time_total for e in profiler.key_averages() if "conv" in e.key.lower()) / 1e6
+            conv_seconds += 0.0 if profiler is None else sum(e.self_cpu_time_total for e in profiler.key_averages() if "conv" in e.key.lower()) / 1e6
     per_iteration = {name: round(value / args.iterations, 4) for name, value in totals.items()}
     step_seconds = sum(per_iteration.values()) - per_iteration["augment"]
     print(
@@ -100,7 +109,8 @@ def main() -> None:
                 "cpu_bfloat16": config.cpu_bfloat16,
                 "seconds_per_iteration": per_iteration,
                 "total_s": round(sum(per_iteration.values()), 4),
-                "convolution_share_of_step": round(conv_seconds / args.iterations / step_seconds, 3),
+                "convolution_share_of_step": None if args.no_profiler else round(conv_seconds / args.iterations / step_seconds, 3),
+                "optimizer": "per-tensor loop" if args.optimizer_loop else "fused",
             }
         )
     )
