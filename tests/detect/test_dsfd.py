@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torchvision.models.vgg import make_layers
 from torchvision.ops import box_iou
 
 from safefakes.common.errors import SafefakesError
@@ -21,7 +22,7 @@ from safefakes.detect.dsfd_augment import (
     face_sizes,
     keep_visible_faces,
 )
-from safefakes.detect.dsfd_model import DSFDModelConfig, apply_predict_hparams
+from safefakes.detect.dsfd_model import VGG16_LAYOUT, DSFDBackbone, DSFDModelConfig, apply_predict_hparams
 from safefakes.detect.hparams import resolve_hparams
 from safefakes.detect.registry import get_detector
 
@@ -92,6 +93,29 @@ def test_missing_imagenet_weights(monkeypatch: pytest.MonkeyPatch, tmp_path) -> 
         build_dsfd({})
     assert build_dsfd(TINY).initialisation.label == "none"
     assert build_dsfd({"width_scale": 1.0}, load_pretrained=False).initialisation is None  # a checkpoint's weights follow
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_backbone_detects_after_conv3_3_4_3_5_3_and_loads_torchvision_s_vgg_layout(batch_norm: bool) -> None:
+    """VGG-16 or VGG-16-BN: the three L2-normalized outputs follow the ReLUs of conv3_3, conv4_3, conv5_3, and
+    torchvision's feature stack (the ImageNet files' keys) loads by index."""
+    backbone = DSFDBackbone(1.0, (10.0, 8.0, 5.0), batch_norm=batch_norm)
+    torchvision_features = make_layers(list(VGG16_LAYOUT), batch_norm=batch_norm)
+    backbone.features.load_state_dict(torchvision_features.state_dict())  # strict: same keys and shapes
+    convs_before = [sum(isinstance(m, torch.nn.Conv2d) for m in backbone.features[:end]) for end in backbone.stage_ends]
+    assert convs_before == [7, 10, 13]  # conv3_3, conv4_3, conv5_3
+    assert all(isinstance(backbone.features[end - 1], torch.nn.ReLU) for end in backbone.stage_ends)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.features) == (13 if batch_norm else 0)
+
+
+def test_batch_norm_backbone_asks_for_the_vgg16_bn_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """model.batch_norm with the paper's 'imagenet' needs torchvision's VGG-16-BN file, named in the error."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("SAFEFAKES_WEIGHTS_DIR", raising=False)
+    with pytest.raises(SafefakesError, match=r"vgg16_bn-6c64b313\.pth.*safefakes fetch-weights --only vgg16_bn"):
+        build_dsfd({"batch_norm": True})
+    model = build_dsfd({**TINY, "batch_norm": True})
+    assert model.initialisation.label == "none" and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
 
 
 def test_levels_shapes_and_anchor_sizes() -> None:

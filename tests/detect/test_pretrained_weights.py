@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weights, ResNet101_Weights, VGG16_Weights, resnet18
+from torchvision.models import ResNet18_Weights, ResNet34_Weights, ResNet50_Weights, ResNet101_Weights, VGG16_BN_Weights, VGG16_Weights, resnet18
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights, KeypointRCNN_ResNet50_FPN_Weights
 
 from safefakes.cli import main
@@ -83,6 +83,7 @@ def _request(detector: str, root: Path, out: Path, hparams: dict) -> TrainReques
 def test_detector_weight_files_are_torchvision_s_with_their_name_s_sha256_prefix() -> None:
     expected_urls = {
         "vgg16": VGG16_Weights.IMAGENET1K_V1.url,
+        "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1.url,
         "resnet18": ResNet18_Weights.IMAGENET1K_V1.url,
         "resnet34": ResNet34_Weights.IMAGENET1K_V1.url,
         "resnet50": ResNet50_Weights.IMAGENET1K_V1.url,

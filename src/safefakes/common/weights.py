@@ -93,6 +93,7 @@ WEIGHT_FILES: dict[str, WeightFile] = {
     # DSFD loads torchvision's VGG-16 and subsamples fc6/fc7 itself (SSD's "reduced fc"), so it needs this
     # file, not the DSFD authors' vgg16_reducedfc.pth.
     "vgg16": _torchvision_weight("vgg16", "vgg16-397923af.pth", "torchvision ImageNet VGG-16, DSFD's backbone"),
+    "vgg16_bn": _torchvision_weight("vgg16_bn", "vgg16_bn-6c64b313.pth", "torchvision ImageNet VGG-16-BN, DSFD's backbone with model.batch_norm"),
     "resnet18": _torchvision_weight("resnet18", "resnet18-f37072fd.pth", "torchvision ImageNet ResNet-18, a Faster R-CNN backbone option"),
     "resnet34": _torchvision_weight("resnet34", "resnet34-b627a593.pth", "torchvision ImageNet ResNet-34, a Faster R-CNN backbone option"),
     "resnet50": _torchvision_weight(

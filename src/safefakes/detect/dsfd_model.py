@@ -33,8 +33,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: VGG-16 conv channels up to conv5_3 (torchvision "D" layout, so ImageNet weights load by index).
 VGG16_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
-#: Slices of the VGG feature stack ending after the ReLU of conv3_3, conv4_3 and conv5_3.
-VGG_STAGE_ENDS = (16, 23, 30)
+#: Positions in VGG16_LAYOUT of conv3_3, conv4_3 and conv5_3, whose ReLU outputs DSFD detects on.
+VGG_DETECTION_CONVS = (8, 12, 16)
 FC_CHANNELS = 1024  # fc6/fc7 as convolutions (SSD's reduced fc layers)
 FC6_DILATION = 3  # fc6 is a 3x3 conv with dilation 3 (SSD / DSFD.pytorch)
 EXTRA_CHANNELS = ((256, 512), (128, 256))  # conv6_1 -> conv6_2, conv7_1 -> conv7_2 (1x1 squeeze, 3x3 stride 2)
@@ -45,6 +45,7 @@ BACKGROUND_FILL = 0.0  # padding value after normalization, i.e. the mean colour
 #: ``model.pretrained`` values: torchvision's ImageNet VGG-16 (weight ``vgg16`` of ``safefakes fetch-weights``) or random values.
 PRETRAINED_CHOICES = ("imagenet", NO_PRETRAINED)
 IMAGENET_WEIGHT_KEY = "vgg16"
+IMAGENET_BN_WEIGHT_KEY = "vgg16_bn"  # the backbone with model.batch_norm
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class DSFDModelConfig:
     """Hyper-parameters of the DSFD network, anchors, loss and post-processing (the ``model`` section)."""
 
     width_scale: float = 1.0  # channel multiplier; 1.0 is the paper's VGG-16
+    batch_norm: bool = False  # False: the paper's VGG-16; True: VGG-16-BN (BatchNorm after every backbone conv, torchvision's vgg16_bn)
     pretrained: str = "imagenet"  # the paper's ImageNet VGG-16 (required to be there), or "none": random values
     strides: tuple[int, ...] = (4, 8, 16, 32, 64, 128)  # DSFD Table 1
     anchor_sizes: tuple[float, ...] = (16, 32, 64, 128, 256, 512)  # second shot, DSFD Table 1
@@ -203,12 +205,26 @@ def vgg_layout(width_scale: float) -> list[int | str]:
     return [v if v == "M" else scaled(int(v), width_scale) for v in VGG16_LAYOUT]
 
 
+def vgg_stage_ends(batch_norm: bool) -> tuple[int, ...]:
+    """Indices into ``make_layers(vgg_layout(...), batch_norm)`` just after the ReLUs of conv3_3, conv4_3 and conv5_3."""
+    modules_per_conv = 3 if batch_norm else 2  # conv, (BatchNorm,) ReLU
+    ends: list[int] = []
+    index = 0
+    for position, entry in enumerate(VGG16_LAYOUT):
+        index += 1 if entry == "M" else modules_per_conv
+        if position in VGG_DETECTION_CONVS:
+            ends.append(index)
+    return tuple(ends)
+
+
 class DSFDBackbone(nn.Module):
     """VGG-16 to conv5_3, fc6/fc7 as convolutions (stride 32), and the extra layers conv6_2, conv7_2."""
 
-    def __init__(self, width_scale: float, l2norm_scales: Sequence[float]) -> None:
+    def __init__(self, width_scale: float, l2norm_scales: Sequence[float], batch_norm: bool = False) -> None:
         super().__init__()
-        self.features = make_layers(vgg_layout(width_scale))  # indices match torchvision's vgg16().features
+        # indices match torchvision's vgg16().features (vgg16_bn().features with batch_norm)
+        self.features = make_layers(vgg_layout(width_scale), batch_norm=batch_norm)
+        self.stage_ends = vgg_stage_ends(batch_norm)
         c3, c4, c5 = scaled(256, width_scale), scaled(512, width_scale), scaled(512, width_scale)
         fc = scaled(FC_CHANNELS, width_scale)
         self.pool5 = nn.MaxPool2d(kernel_size=2, stride=2)
@@ -235,7 +251,7 @@ class DSFDBackbone(nn.Module):
         """The six original feature maps (conv3_3, conv4_3, conv5_3 L2-normalized)."""
         outputs: list[torch.Tensor] = []
         start = 0
-        for end, norm in zip(VGG_STAGE_ENDS, self.l2norms, strict=True):
+        for end, norm in zip(self.stage_ends, self.l2norms, strict=True):
             x = self.features[start:end](x)
             outputs.append(norm(x))
             start = end
@@ -263,20 +279,20 @@ def reduce_fc_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     }
 
 
-def load_imagenet_backbone(backbone: DSFDBackbone, pretrained: str) -> Initialisation:
-    """Load torchvision's ImageNet VGG-16 (conv layers, and fc6/fc7 reduced) as ``pretrained`` asks; what the backbone started from.
+def load_imagenet_backbone(backbone: DSFDBackbone, pretrained: str, batch_norm: bool = False) -> Initialisation:
+    """Load torchvision's ImageNet VGG-16 or VGG-16-BN (conv layers, and fc6/fc7 reduced) as ``pretrained`` asks; what the backbone started from.
 
     Never downloads: a missing or corrupt file is a :class:`SafefakesError` naming it and the command that fetches it.
     """
     if pretrained == NO_PRETRAINED:
         LOGGER.info("DSFD backbone: random initialization (model.pretrained: none)")
         return Initialisation()
-    path, initialisation = resolve_pretrained(IMAGENET_WEIGHT_KEY, pretrained, "dsfd")
+    path, initialisation = resolve_pretrained(IMAGENET_BN_WEIGHT_KEY if batch_norm else IMAGENET_WEIGHT_KEY, pretrained, "dsfd")
     state = torch.load(path, map_location="cpu", weights_only=True)
     features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     backbone.features.load_state_dict(features)
     backbone.load_state_dict(reduce_fc_weights(state), strict=False)
-    LOGGER.info("DSFD backbone: ImageNet VGG-16 weights loaded from %s", path)
+    LOGGER.info("DSFD backbone: ImageNet VGG-16%s weights loaded from %s", "-BN" if batch_norm else "", path)
     return initialisation
 
 
@@ -301,7 +317,7 @@ class DSFD(nn.Module):
     def __init__(self, config: DSFDModelConfig, load_pretrained: bool = True) -> None:
         super().__init__()
         self.config = config
-        self.backbone = DSFDBackbone(config.width_scale, config.l2norm_scales)
+        self.backbone = DSFDBackbone(config.width_scale, config.l2norm_scales, config.batch_norm)
         channels = self.backbone.out_channels
         self.fem = FeatureEnhanceModule(channels)
         self.first_shot = ShotHeads(channels)
@@ -309,7 +325,7 @@ class DSFD(nn.Module):
         initialize(self.backbone, kaiming=True)
         for part in (self.fem, self.first_shot, self.second_shot):
             initialize(part, kaiming=False)
-        self.initialisation: Initialisation | None = load_imagenet_backbone(self.backbone, config.pretrained) if load_pretrained else None
+        self.initialisation: Initialisation | None = load_imagenet_backbone(self.backbone, config.pretrained, config.batch_norm) if load_pretrained else None
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
 
