@@ -2,7 +2,7 @@
 
 Usage (after ``./run.sh demo``, whose ``results/`` is seed 0 of ``training.seed``)::
 
-    python benchmarks/seed_stability.py --seeds 0 1 2 [--detector tinaface] [--cores 2] [--work benchmarks/seeds]
+    python benchmarks/seed_stability.py --seeds 0 1 2 [--detector dsfd] [--cores 2] [--work benchmarks/seeds]
 
 For every other seed it makes ``WORK/seed_N/``, links the demo's data, GAN checkpoints and anonymized sets
 into it (the seed changes only the detector's initialisation, sampling and augmentation), runs Snakemake
@@ -76,10 +76,12 @@ def orderings(table: pd.DataFrame) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--detector", default="tinaface")
+    parser.add_argument("--detector", default=None, help="default: the demo's main detector, config.yaml's privacy.detector")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "benchmarks" / "seeds")
     args = parser.parse_args()
+    if args.detector is None:
+        args.detector = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())["privacy"]["detector"]
     tables = []
     for seed in args.seeds:
         table = pd.read_csv(run_seed(seed, args.detector, args.cores, args.work))
