@@ -3,6 +3,8 @@
 Levels (stride): conv3_3 (4), conv4_3 (8), conv5_3 (16), conv_fc7 (32), conv6_2 (64), conv7_2 (128).
 The first shot predicts from the original features with anchors half the size of the second shot's,
 which predicts from the FEM-enhanced features (Progressive Anchor Loss); inference uses the second shot.
+``model.batch_norm`` swaps the paper's VGG-16 for VGG-16-BN (a BatchNorm after every backbone conv), which
+trains from random values where the plain network barely moves (the CPU demo uses it; README, "Main detector").
 """
 
 from __future__ import annotations
