@@ -207,15 +207,16 @@ def vgg_layout(width_scale: float) -> list[int | str]:
     return [v if v == "M" else scaled(int(v), width_scale) for v in VGG16_LAYOUT]
 
 
-def vgg_stage_ends(batch_norm: bool) -> tuple[int, ...]:
-    """Indices into ``make_layers(vgg_layout(...), batch_norm)`` just after the ReLUs of conv3_3, conv4_3 and conv5_3."""
-    modules_per_conv = 3 if batch_norm else 2  # conv, (BatchNorm,) ReLU
+def vgg_stage_ends(features: nn.Sequential) -> tuple[int, ...]:
+    """Indices into the VGG feature stack just after the ReLUs that follow conv3_3, conv4_3 and conv5_3."""
+    detection_convs = {sum(entry != "M" for entry in VGG16_LAYOUT[: position + 1]) for position in VGG_DETECTION_CONVS}
     ends: list[int] = []
-    index = 0
-    for position, entry in enumerate(VGG16_LAYOUT):
-        index += 1 if entry == "M" else modules_per_conv
-        if position in VGG_DETECTION_CONVS:
-            ends.append(index)
+    convs = 0
+    for index, layer in enumerate(features):
+        if isinstance(layer, nn.Conv2d):
+            convs += 1
+        elif isinstance(layer, nn.ReLU) and convs in detection_convs:
+            ends.append(index + 1)  # each conv is followed by one ReLU (after its BatchNorm, if any)
     return tuple(ends)
 
 
@@ -226,7 +227,7 @@ class DSFDBackbone(nn.Module):
         super().__init__()
         # indices match torchvision's vgg16().features (vgg16_bn().features with batch_norm)
         self.features = make_layers(vgg_layout(width_scale), batch_norm=batch_norm)
-        self.stage_ends = vgg_stage_ends(batch_norm)
+        self.stage_ends = vgg_stage_ends(self.features)
         c3, c4, c5 = scaled(256, width_scale), scaled(512, width_scale), scaled(512, width_scale)
         fc = scaled(FC_CHANNELS, width_scale)
         self.pool5 = nn.MaxPool2d(kernel_size=2, stride=2)
